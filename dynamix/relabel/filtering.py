@@ -1,0 +1,122 @@
+"""Relabeling step (a): filter images that fit no centroid, move images to a better one.
+
+Only images whose label is a single-camera (pseudo-labelled) id are considered; multi-camera
+labels are ground truth and never change. For each such image, with its momentum feature
+``f`` and the centroid bank ``C``:
+
+- ``s_own = cos(f, C[label])``;
+- ``s_best`` / ``best_id``: the most similar *other* single-camera centroid, from a faiss
+  top-k search over the single-camera centroids (O(N × k) memory);
+- **relabeled** to ``best_id`` if ``s_best ≥ tau_relabel`` and ``s_best ≥ s_own + margin``
+  (clearly another person's track);
+- otherwise **filtered** (label −1) if ``s_own < tau_filter``: it fits its own id poorly
+  and no other id passes the relabel test (junk crops, occlusions, identity switches
+  with no home). If ``tau_relabel < tau_filter + margin``, an image can fit its own id
+  poorly and another one well without the margin; it is filtered too, since keeping a
+  label that fits badly is the worse error.
+
+Images already at −1 stay filtered; pass the original labels to reconsider them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dynamix.relabel.search import knn_search, normalized, take_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FilterResult:
+    labels: np.ndarray  # (N,) int64 new labels, −1 = filtered
+    considered: np.ndarray  # (N,) bool: single-camera images that were judged
+    filtered: np.ndarray  # (N,) bool: filtered in this round
+    relabeled: np.ndarray  # (N,) bool: moved to another id in this round
+    s_own: np.ndarray  # (N,) fp32 similarity to the own centroid (NaN if not considered)
+    s_best: np.ndarray  # (N,) fp32 best other similarity (NaN if not considered)
+
+
+def as_int64(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.int64)
+
+
+def as_bool(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=bool)
+
+
+def filter_and_relabel(
+    features: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    centroids: torch.Tensor | np.ndarray,
+    single_camera: torch.Tensor | np.ndarray,
+    *,
+    tau_filter: float,
+    tau_relabel: float,
+    margin: float,
+    topk: int = 8,
+    candidate_mask: torch.Tensor | np.ndarray | None = None,
+    use_gpu: bool = False,
+    nlist: int = 0,
+) -> FilterResult:
+    """Judge ``features`` (N, D) with ``labels`` (N,) against ``centroids`` (C, D).
+
+    ``single_camera`` (C,) bool marks pseudo-labelled ids; ``candidate_mask`` (C,) bool
+    (e.g. ``bank.initialized``) restricts both own ids and targets to ids with a centroid.
+    """
+    labels = as_int64(labels)
+    eligible = as_bool(single_camera)
+    if candidate_mask is not None:
+        eligible = eligible & as_bool(candidate_mask)
+    num = len(labels)
+    considered = (labels >= 0) & eligible[labels.clip(min=0)]
+    rows = np.flatnonzero(considered)
+    cand_ids = np.flatnonzero(eligible)  # (M,) global ids in the index
+
+    own = labels[rows]
+    feats = normalized(take_rows(features, rows))  # (n, D)
+    s_own = np.einsum("nd,nd->n", feats, normalized(take_rows(centroids, own)))  # (n,)
+
+    # topk + 1: the own id may take one slot, at least `topk` others remain.
+    base = take_rows(centroids, cand_ids)  # (M, D)
+    sims, pos = knn_search(base, feats, topk + 1, use_gpu=use_gpu, nlist=nlist)
+    hit_ids = np.where(pos >= 0, cand_ids[pos.clip(min=0)], -1)  # (n, k)
+    sims = np.where((hit_ids == own[:, None]) | (hit_ids < 0), -np.inf, sims)
+    if sims.shape[1] > 0:
+        best = sims.argmax(1)
+        s_best = sims[np.arange(len(rows)), best]
+        best_id = hit_ids[np.arange(len(rows)), best]
+    else:
+        s_best, best_id = np.full(len(rows), -np.inf, np.float32), np.full(len(rows), -1)
+
+    move = (s_best >= tau_relabel) & (s_best >= s_own + margin) & (best_id >= 0)
+    drop = ~move & (s_own < tau_filter)
+    new = labels.copy()
+    new[rows[move]] = best_id[move]
+    new[rows[drop]] = -1
+
+    result = FilterResult(
+        labels=new,
+        considered=considered,
+        filtered=np.zeros(num, bool),
+        relabeled=np.zeros(num, bool),
+        s_own=np.full(num, np.nan, np.float32),
+        s_best=np.full(num, np.nan, np.float32),
+    )
+    result.filtered[rows[drop]] = True
+    result.relabeled[rows[move]] = True
+    result.s_own[rows] = s_own
+    result.s_best[rows] = s_best
+    log.info(
+        "relabel (a): %d images judged, %d filtered, %d relabeled",
+        len(rows), int(drop.sum()), int(move.sum()),
+    )  # fmt: skip
+    return result

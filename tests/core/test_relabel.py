@@ -1,0 +1,200 @@
+"""Relabeling Module on hand-made features whose right answer is known."""
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from dynamix.centroids import CentroidBank
+from dynamix.relabel import (
+    apply_mapping,
+    faiss_index,
+    filter_and_relabel,
+    knn_search,
+    label_quality,
+    merge_pids,
+    relabel_round,
+    similarity_histogram,
+)
+
+DIM = 8
+THRESHOLDS = dict(tau_filter=0.5, tau_relabel=0.7, margin=0.1, tau_merge=0.9, topk=3)
+
+
+def near(axis: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    x = np.zeros((n, DIM), np.float32)
+    x[:, axis] = 1.0
+    x += 0.05 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def world():
+    """(features, labels, true ids, single-camera mask) with one known fix of each kind.
+
+    id 0: multi-camera, person P, plus one odd image that must stay untouched;
+    id 1: single-camera, person A, plus a junk crop (true −1) and an image of person B;
+    id 2: person B; ids 3 and 4: person C in two videos; id 5: person D;
+    id 6: single-camera, same direction as multi-camera id 0 (must not merge with it).
+    """
+    rng = np.random.default_rng(0)
+    parts = [  # (features, label, true id)
+        (near(0, 4, rng), 0, 100), (near(6, 1, rng), 0, 100),
+        (near(1, 5, rng), 1, 1), (near(5, 1, rng), 1, -1), (near(2, 1, rng), 1, 2),
+        (near(2, 4, rng), 2, 2),
+        (near(3, 4, rng), 3, 3), (near(3, 4, rng), 4, 3),
+        (near(4, 3, rng), 5, 4),
+        (near(0, 3, rng), 6, 5),
+    ]  # fmt: skip
+    feats = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([np.full(len(p[0]), p[1]) for p in parts])
+    true = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
+    single = np.array([False, True, True, True, True, True, True])
+    return feats, labels, true, single
+
+
+OUTLIER, MISLABELED, MULTI_ODD = 10, 11, 4  # row positions in world()
+
+
+def bank_for(feats: np.ndarray, labels: np.ndarray, num_ids: int = 7) -> CentroidBank:
+    bank = CentroidBank(num_ids, DIM, dtype="fp16")
+    bank.init_from(torch.from_numpy(feats), torch.from_numpy(labels))
+    bank.finish_init()
+    return bank
+
+
+def test_knn_search_matches_brute_force():
+    rng = np.random.default_rng(1)
+    base, queries = rng.standard_normal((50, DIM)), rng.standard_normal((7, DIM))
+    sims, idx = knn_search(torch.from_numpy(base), queries, k=5)
+    b = base / np.linalg.norm(base, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    full = q @ b.T
+    assert np.array_equal(idx, np.argsort(-full, axis=1)[:, :5])
+    assert np.allclose(sims, np.sort(full, axis=1)[:, ::-1][:, :5], atol=1e-5)
+    assert knn_search(base[:2], queries, k=5)[1].shape == (7, 2)  # k clipped to the base
+
+
+def test_faiss_index_falls_back_to_cpu():
+    index = faiss_index(DIM, use_gpu=True)  # no GPU here: an exact CPU index
+    assert isinstance(index, faiss.IndexFlatIP) and index.ntotal == 0
+
+
+def test_filter_and_relabel_fixes_exactly_the_known_images():
+    feats, labels, _, single = world()
+    bank = bank_for(feats, labels)
+    out = filter_and_relabel(
+        feats, labels, bank.centroids, single,
+        tau_filter=0.5, tau_relabel=0.7, margin=0.1, topk=3, candidate_mask=bank.initialized,
+    )  # fmt: skip
+    assert np.flatnonzero(out.filtered).tolist() == [OUTLIER]
+    assert np.flatnonzero(out.relabeled).tolist() == [MISLABELED]
+    expected = labels.copy()
+    expected[OUTLIER], expected[MISLABELED] = -1, 2
+    assert np.array_equal(out.labels, expected)
+    assert not out.considered[:5].any()  # multi-camera images are never judged
+    assert out.labels[MULTI_ODD] == 0
+    assert out.s_own[OUTLIER] < 0.5 and out.s_best[MISLABELED] > 0.9
+
+
+def test_filter_ignores_ids_without_centroid_and_keeps_filtered():
+    feats, labels, _, single = world()
+    bank = bank_for(feats[labels != 5], labels[labels != 5])  # id 5 never seen
+    labels = labels.copy()
+    labels[0] = -1
+    out = filter_and_relabel(
+        feats, labels, bank.centroids, single, candidate_mask=bank.initialized,
+        tau_filter=0.99, tau_relabel=0.999, margin=0.0,
+    )  # fmt: skip
+    assert not out.considered[labels == 5].any()
+    assert out.labels[0] == -1
+
+
+def test_poor_fit_without_margin_is_filtered_not_kept():
+    cents = np.eye(2, DIM)  # single-camera ids 0 and 1, given as a plain array
+    feats = np.zeros((1, DIM))
+    feats[0, :2] = 0.45, 0.55  # s_own 0.63 < 0.7; s_best 0.77 ≥ 0.7 but < s_own + 0.2
+    out = filter_and_relabel(
+        feats, np.array([0]), cents, np.ones(2, bool), tau_filter=0.7, tau_relabel=0.7, margin=0.2
+    )
+    assert out.labels.tolist() == [-1] and out.filtered.all() and not out.relabeled.any()
+
+
+def test_merge_pids_joins_same_person_only_among_single_camera_ids():
+    feats, labels, _, single = world()
+    bank = bank_for(feats, labels)
+    result = merge_pids(bank.centroids, single, tau_merge=0.9, topk=3)
+    assert result.mapping.tolist() == [0, 1, 2, 3, 3, 5, 6]  # 4 → 3; 6 stays apart from 0
+    assert result.ids_merged == 1 and result.num_edges == 1 and result.largest_group == 2
+
+
+def test_mutual_neighbours_stop_chaining():
+    angles = np.deg2rad([0.0, 20.0, 45.0])  # A–B 0.94, B–C 0.91, A–C 0.71
+    cents = np.stack([np.cos(angles), np.sin(angles)], 1)
+    single = np.ones(3, bool)
+    chained = merge_pids(cents, single, tau_merge=0.9, topk=1)
+    mutual = merge_pids(cents, single, tau_merge=0.9, topk=1, mutual=True)
+    assert chained.mapping.tolist() == [0, 0, 0]
+    assert mutual.mapping.tolist() == [0, 0, 2]
+
+
+def test_apply_mapping_keeps_filtered():
+    assert apply_mapping(np.array([3, -1, 4, 0]), np.array([0, 1, 2, 3, 3])).tolist() == [
+        3,
+        -1,
+        3,
+        0,
+    ]
+
+
+def test_relabel_round_end_to_end_with_ground_truth():
+    feats, labels, true, single = world()
+    bank = bank_for(feats, labels)
+    multi_camera_row = bank.centroids[0].clone()
+    result = relabel_round(
+        feats, torch.from_numpy(labels), bank, single, true_ids=true, **THRESHOLDS
+    )
+    assert torch.equal(bank.centroids[0], multi_camera_row) and result.mapping[0] == 0
+    expected = labels.copy()
+    expected[OUTLIER], expected[MISLABELED] = -1, 2
+    expected[expected == 4] = 3
+    assert np.array_equal(result.labels, expected)
+    assert bank.counts[4] == 0 and bank.counts[3] == 8
+    stats = result.stats
+    assert (stats.images_filtered, stats.images_relabeled, stats.ids_merged) == (1, 1, 1)
+    assert stats.ids_remaining == 5  # single-camera ids 1, 2, 3, 5, 6
+    assert stats.purity_before == pytest.approx(23 / 25)
+    assert stats.purity == 1.0 and stats.purity > stats.purity_before
+    assert stats.fragmentation_before == pytest.approx(7 / 5) and stats.fragmentation == 1.0
+    assert stats.ari == pytest.approx(1.0) and stats.ari_before < 1.0
+    record = stats.as_dict()
+    assert len(record["own_sim_hist"]) == 20 and sum(record["own_sim_hist"]) == 25
+    assert sum(record["best_other_sim_hist"]) == 25
+
+
+def test_relabel_round_without_truth_or_merge():
+    feats, labels, _, single = world()
+    result = relabel_round(
+        feats, labels, bank_for(feats, labels), single, merge=False, **THRESHOLDS
+    )
+    assert result.mapping.tolist() == list(range(7))
+    assert "purity" not in result.stats.as_dict()
+
+
+def test_label_quality_by_hand():
+    true = np.array([7, 7, 8, 8, 9])
+    assert label_quality(np.array([2, 2, 0, 0, 5]), true) == pytest.approx(
+        {"purity": 1.0, "fragmentation": 1.0, "ari": 1.0}
+    )
+    # label 0 mixes persons 7, 7, 8 → majority 2 of 3; person 8 split over labels 0 and 1
+    q = label_quality(np.array([0, 0, 0, 1, -1]), true)
+    assert q["purity"] == pytest.approx(3 / 4) and q["fragmentation"] == pytest.approx(1.5)
+    # a kept junk image is impure; a filtered one does not count
+    assert label_quality(np.array([0, 0, 0]), np.array([7, 7, -1]))["purity"] == pytest.approx(
+        2 / 3
+    )
+    assert label_quality(np.array([0, 0, -1]), np.array([7, 7, -1]))["purity"] == 1.0
+
+
+def test_similarity_histogram_fixed_bins():
+    hist = similarity_histogram(np.array([-1.0, 0.0, 1.0000001, np.nan, -np.inf]), bins=4)
+    assert hist.tolist() == [1, 0, 1, 1]
