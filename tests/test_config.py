@@ -72,3 +72,27 @@ def test_params_are_frozen_and_flatten_for_tracking():
     flat = flatten(params)
     assert flat["evaluation.max_rank"] == params.evaluation.max_rank
     assert flat["data.sources.0.name"] == params.data.sources[0].name
+
+
+def test_atomic_writes_leave_a_normal_mode_and_no_temp_file(tmp_path):
+    import os
+    import stat
+
+    from dynamix.io import atomic_path, write_json_atomic
+
+    target = tmp_path / "out" / "m.json"
+    write_json_atomic(target, {"a": 1})
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text().strip() == '{\n  "a": 1\n}'  # the old file survives a crash
+    assert os.listdir(target.parent) == ["m.json"]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
