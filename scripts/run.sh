@@ -77,7 +77,7 @@ case "$cmd" in
     echo "==> dvc repro"
     dvc repro
     echo "==> metrics"
-    dvc metrics show
+    dvc metrics show --md
     ;;
   test)
     setup
