@@ -148,7 +148,7 @@ class CentroidBank:
         ids, sums, counts = group_sum(features, labels)
         self._init_sums[ids] += sums  # ids unique: no write collisions
         self.counts[ids] += counts
-        self.centroids[ids] = F.normalize(self._init_sums[ids], dim=1).to(self.dtype)
+        self.centroids.index_copy_(0, ids, F.normalize(self._init_sums[ids], dim=1).to(self.dtype))
 
     def finish_init(self) -> None:
         """Drop the fp32 accumulators of :meth:`init_from`."""
@@ -174,8 +174,9 @@ class CentroidBank:
         mean = sums / counts[:, None]  # (U, D)
         seen = self.counts[ids] > 0
         mu = torch.where(seen, float(momentum), 0.0)[:, None]  # first sight: take the mean
-        new = F.normalize(mu * self.centroids[ids].float() + (1.0 - mu) * mean, dim=1)
-        self.centroids[ids] = new.to(self.dtype)
+        old = self.centroids.index_select(0, ids).float()  # index_select: fast for fp16 on CPU
+        new = F.normalize(mu * old + (1.0 - mu) * mean, dim=1)
+        self.centroids.index_copy_(0, ids, new.to(self.dtype))
         self.counts[ids] += counts
         return ids
 
@@ -197,13 +198,15 @@ class CentroidBank:
             return 0
         involved = torch.unique(torch.cat([moved, mapping[moved]]))  # (I,)
         weights = self.counts[involved].clamp(min=1).float()
-        reps, sums, _ = group_sum(self.centroids[involved], mapping[involved], weights)
+        reps, sums, _ = group_sum(
+            self.centroids.index_select(0, involved), mapping[involved], weights
+        )
         group_counts = torch.zeros_like(self.counts).index_add_(
             0, mapping[involved], self.counts[involved]
         )[reps]
-        self.centroids[reps] = F.normalize(sums, dim=1).to(self.dtype)
+        self.centroids.index_copy_(0, reps, F.normalize(sums, dim=1).to(self.dtype))
         self.counts[reps] = group_counts
-        self.centroids[moved] = 0
+        self.centroids.index_fill_(0, moved, 0)
         self.counts[moved] = 0
         log.info("merged %d ids into %d representatives", len(moved), len(reps))
         return len(moved)
