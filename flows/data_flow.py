@@ -1,4 +1,4 @@
-"""A thin Prefect flow over the data stages: manifests, then the baseline on the targets.
+"""A thin Prefect flow over the data stages: manifests, validation, then the baseline.
 
 The flow only orchestrates; every step is a plain ``dynamix`` function that the DVC stages
 and the CLI call too. The full training pipeline flow grows from this one.
@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from dynamix.baseline import evaluate_targets
 from dynamix.config import load_params
+from dynamix.errors import DynamixError
 from dynamix.io import write_json_atomic
 from dynamix.prepare import prepare_manifests
 
@@ -20,6 +21,23 @@ from dynamix.prepare import prepare_manifests
 @task(name="prepare-manifests")
 def prepare_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
     return prepare_manifests(load_params(params_path, overrides))
+
+
+@task(name="validate-manifests")
+def validate_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
+    """The data gate: attach the summary as an artifact, raise (fail the flow) on bad data."""
+    from flows.validation import failure_line, format_markdown, validate_data
+
+    summary = validate_data(load_params(params_path, overrides))
+    create_markdown_artifact(
+        key="data-validation",
+        markdown=format_markdown(summary),
+        description="Great Expectations suites over the manifests",
+    )
+    if not summary["success"]:
+        lines = "\n".join(failure_line(f) for f in summary["failures"])
+        raise DynamixError(f"data validation failed, baseline not run:\n{lines}")
+    return summary
 
 
 @task(name="baseline-evaluation")
@@ -40,6 +58,7 @@ def data_flow(
     logger = get_run_logger()
     summary = prepare_task(params_path, overrides)
     logger.info("manifests: %s", ", ".join(sorted(summary)))
+    validate_task(params_path, overrides)  # raises on bad data: nothing downstream runs
     metrics = baseline_task(params_path, overrides, metrics_out)
     create_table_artifact(
         key="baseline-metrics",

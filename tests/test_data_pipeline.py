@@ -37,6 +37,8 @@ def params_file(world: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("params")
     raw["data"]["raw_dir"] = str(world)
     raw["data"]["manifests_dir"] = str(out / "manifests")
+    raw["validation"]["reports_dir"] = str(out / "validation")
+    raw["validation"]["summary_path"] = str(out / "validation.json")
     for group in ("sources", "single_camera", "targets"):
         for spec in raw["data"][group]:
             spec["root"] = str(world / Path(spec["root"]).name)

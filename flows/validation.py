@@ -1,0 +1,267 @@
+"""The data-validation gate: Great Expectations suites over the manifests.
+
+The only module that imports ``great_expectations`` (the ``dynamix`` core never does).
+Group rules (an identity seen by two cameras, a query with a cross-camera match...) are
+first turned into per-row columns by :mod:`dynamix.checks`; every rule is then a
+named GX expectation, so a failure carries its unexpected count and example paths.
+
+Per dataset, one suite runs on the whole manifest and one row-count suite per split on
+that split's rows (the expected counts from params, so a half-copied dataset fails). The
+full GX results go to ``<reports_dir>/<dataset>.json``; a compact summary (one entry per
+failing expectation) to ``summary_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
+from great_expectations.core.validation_definition import ValidationDefinition
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from dynamix.checks import derive_columns, read_manifest_unchecked
+from dynamix.config import Params
+from dynamix.data.manifest import MULTI_CAMERA, SINGLE_CAMERA, SPLITS
+from dynamix.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+RESULT_FORMAT = {"result_format": "SUMMARY", "unexpected_index_column_names": ["path"]}
+MAX_EXAMPLES = 3
+
+
+def _rule(text: str) -> dict[str, str]:
+    return {"rule": text}
+
+
+def manifest_expectations(name: str, fmt: str, kind: str, params: Params) -> list[Any]:
+    """Every row-level rule for one dataset's whole manifest (with derived columns)."""
+    v = params.validation
+    ex: list[Any] = [
+        gxe.ExpectColumnValuesToNotBeNull(column=c, meta=_rule(f"{c} is set"))
+        for c in ("path", "pid", "camid", "domain", "split", "source_kind")
+    ]
+    ex += [
+        gxe.ExpectColumnValuesToBeOfType(column=c, type_="int64", meta=_rule(f"{c} is int64"))
+        for c in ("pid", "camid")
+    ]
+    ex += [
+        gxe.ExpectColumnValuesToBeUnique(column="path", meta=_rule("one row per image")),
+        gxe.ExpectColumnValuesToBeBetween(column="pid", min_value=0, meta=_rule("pid >= 0")),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="camid",
+            min_value=0,
+            max_value=v.camid_max.get(fmt),
+            meta=_rule(f"camid in [0, {v.camid_max.get(fmt, 'any')}]"),
+        ),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+        gxe.ExpectColumnValuesToBeInSet(column="domain", value_set=[name]),
+        gxe.ExpectColumnValuesToBeInSet(column="source_kind", value_set=[kind]),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="file_exists", value_set=[True], meta=_rule("image file exists")
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="decodes", value_set=[True], meta=_rule("image decodes")
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="height",
+            min_value=v.min_height,
+            max_value=v.max_height,
+            meta=_rule("image height in bounds"),
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="width",
+            min_value=v.min_width,
+            max_value=v.max_width,
+            meta=_rule("image width in bounds"),
+        ),
+    ]
+    if kind == MULTI_CAMERA:
+        ex += [
+            gxe.ExpectColumnValuesToBeBetween(
+                column="num_train_cameras_of_pid",
+                min_value=v.min_train_cameras,
+                meta=_rule(f"train identity seen by >= {v.min_train_cameras} cameras"),
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="query_has_cross_camera_match",
+                value_set=[True],
+                meta=_rule("query has a cross-camera match in the gallery"),
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="pid_in_train_and_test",
+                value_set=[False],
+                meta=_rule("no identity in both train and query/gallery"),
+            ),
+        ]
+    else:
+        ex += [
+            gxe.ExpectColumnValuesToNotBeNull(column=c, meta=_rule(f"{c} is set"))
+            for c in ("video", "tracklet")
+        ]
+        ex += [
+            gxe.ExpectColumnValuesToBeBetween(
+                column=c, max_value=1, meta=_rule(f"{c.split('_')[-1]} inside one video")
+            )
+            for c in ("videos_of_tracklet", "videos_of_pid")
+        ]
+    return ex
+
+
+def expected_counts_for(params: Params) -> tuple[str, dict[str, dict[str, int]] | None]:
+    """The preset key (world.json's, else ``data.preset``) and its expected counts."""
+    preset = params.data.preset
+    world = Path(params.data.raw_dir) / "world.json"
+    if world.is_file():
+        preset = json.loads(world.read_text()).get("preset", preset)
+    return preset, params.validation.expected_counts.get(preset)
+
+
+class _Runner:
+    """One ephemeral GX context; runs a list of expectations on a dataframe."""
+
+    def __init__(self) -> None:
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = self.context.data_sources.add_pandas("manifests").add_dataframe_asset("rows")
+        self.batch = asset.add_batch_definition_whole_dataframe("whole")
+
+    def run(self, name: str, expectations: list[Any], df: pd.DataFrame) -> Any:
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        vd = ValidationDefinition(name=name, data=self.batch, suite=suite)
+        vd = self.context.validation_definitions.add(vd)
+        return vd.run(batch_parameters={"dataframe": df}, result_format=RESULT_FORMAT)
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _failures(dataset: str, batch: str, result: Any) -> list[dict[str, Any]]:
+    out = []
+    for r in result.results:
+        if r.success:
+            continue
+        cfg, res = r.expectation_config, dict(r.result or {})
+        kwargs = dict(cfg.kwargs)
+        examples = [row.get("path") for row in res.get("partial_unexpected_index_list") or []]
+        failure = {
+            "dataset": dataset,
+            "batch": batch,
+            "expectation": cfg.type,
+            "rule": (cfg.meta or {}).get("rule", cfg.type),
+            "column": kwargs.get("column"),
+            "unexpected_count": res.get("unexpected_count"),
+            "element_count": res.get("element_count"),
+            "examples": examples[:MAX_EXAMPLES],
+        }
+        if "observed_value" in res:
+            failure["observed_value"] = res["observed_value"]
+            failure["expected_value"] = kwargs.get("value", kwargs.get("type_"))
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            failure["exception"] = r.exception_info.get("exception_message")
+        out.append(_plain(failure))
+    return out
+
+
+def validate_data(params: Params) -> dict[str, Any]:
+    """Run every suite on every manifest; write the GX results and the summary JSON.
+
+    Returns the summary: ``success``, per-dataset statistics and ``failures`` (one entry
+    per failing expectation, with up to three example paths).
+    """
+    v = params.validation
+    preset, counts = expected_counts_for(params)
+    runner = _Runner()
+    roles = [(s, MULTI_CAMERA) for s in params.data.sources]
+    roles += [(s, SINGLE_CAMERA) for s in params.data.single_camera]
+    roles += [(s, MULTI_CAMERA) for s in params.data.targets]
+    summary: dict[str, Any] = {"counts_preset": preset if counts else None, "datasets": {}}
+    failures: list[dict[str, Any]] = []
+    for spec, kind in roles:
+        df = derive_columns(
+            read_manifest_unchecked(Path(params.data.manifests_dir) / f"{spec.name}.parquet"),
+            fmt=spec.format,
+            decode_sample=v.decode_sample,
+            seed=v.seed,
+            renumbered_test_pids=spec.format in v.renumbered_test_formats,
+        )
+        exps = manifest_expectations(spec.name, spec.format, kind, params)
+        results = {"manifest": runner.run(f"{spec.name}/manifest", exps, df)}
+        for split, n in ((counts or {}).get(spec.name) or {}).items():
+            rows = df[(df["split"] == split).fillna(False)]
+            exp = gxe.ExpectTableRowCountToEqual(
+                value=int(n), meta=_rule(f"{split} has {n} images")
+            )
+            results[f"count/{split}"] = runner.run(f"{spec.name}/count/{split}", [exp], rows)
+        report = Path(v.reports_dir) / f"{spec.name}.json"
+        write_json_atomic(report, {k: r.to_json_dict() for k, r in results.items()})
+        found = [f for batch, r in results.items() for f in _failures(spec.name, batch, r)]
+        failures += found
+        summary["datasets"][spec.name] = {
+            "success": not found,
+            "rows": len(df),
+            "decoded": int(df["decodes"].notna().sum()),
+            "expectations": sum(len(r.results) for r in results.values()),
+            "failed": len(found),
+            "report": str(report),
+        }
+        log.info("validated %s: %d rows, %d failing expectations", spec.name, len(df), len(found))
+    summary["success"] = not failures
+    summary["failures"] = failures
+    write_json_atomic(v.summary_path, summary)
+    return summary
+
+
+def failure_line(f: dict[str, Any]) -> str:
+    """``FAIL expect_... [rule] dataset/batch: 2 of 46 rows (column), e.g. a.jpg, b.jpg``."""
+    where = f"{f['dataset']}" + ("" if f["batch"] == "manifest" else f"/{f['batch']}")
+    head = f"FAIL {f['expectation']} [{f['rule']}] {where}"
+    if f.get("unexpected_count") is not None:
+        line = f"{head}: {f['unexpected_count']} of {f['element_count']} rows ({f['column']})"
+        if f["examples"]:
+            line += ", e.g. " + ", ".join(str(p) for p in f["examples"])
+        return line
+    if "exception" in f:
+        return f"{head}: error {f['exception']}"
+    return f"{head}: observed {f.get('observed_value')}, expected {f.get('expected_value')}"
+
+
+def format_summary(summary: dict[str, Any], *, with_failures: bool = True) -> str:
+    """Readable multi-line summary: one line per dataset, then one line per failure."""
+    total = sum(d["expectations"] for d in summary["datasets"].values())
+    status = "passed" if summary["success"] else "FAILED"
+    lines = [
+        f"data validation {status}: {len(summary['failures'])} of {total} expectations failed "
+        f"over {len(summary['datasets'])} datasets (expected counts: "
+        f"{summary['counts_preset'] or 'none for this preset, skipped'})"
+    ]
+    for name, d in summary["datasets"].items():
+        mark = "ok  " if d["success"] else "FAIL"
+        lines.append(
+            f"  {mark} {name}: {d['rows']} rows, {d['decoded']} decoded, "
+            f"{d['failed']}/{d['expectations']} failed -> {d['report']}"
+        )
+    if with_failures:
+        lines += [failure_line(f) for f in summary["failures"]]
+    return "\n".join(lines)
+
+
+def format_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table, for the Prefect artifact."""
+    head = format_summary(summary).splitlines()[0]
+    rows = ["| dataset | rows | decoded | failed | report |", "|---|---|---|---|---|"]
+    for name, d in summary["datasets"].items():
+        rows.append(
+            f"| {name} | {d['rows']} | {d['decoded']} | {d['failed']}/{d['expectations']} "
+            f"| `{d['report']}` |"
+        )
+    fails = [f"- `{failure_line(f)}`" for f in summary["failures"]]
+    return "\n".join([f"**{head}**", "", *rows, "", *fails])
