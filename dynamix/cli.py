@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "dynamix.evaluation.cli",
     "dynamix.prepare",
     "dynamix.baseline",
+    "flows.validate_cli",  # GX adapter lives outside the core (style.md)
+    "dynamix.train.cli",
 )
 
 log = logging.getLogger("dynamix")

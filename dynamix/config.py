@@ -66,10 +66,136 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """The data-validation gate (``dynamix validate``) run between prepare and baseline.
+
+    ``expected_counts`` maps a synthetic preset (the one recorded in
+    ``<data.raw_dir>/world.json``, else ``data.preset``) to ``{dataset: {split: images}}``,
+    so a half-copied dataset fails; a preset with no entry skips the count checks.
+    ``decode_sample`` = 0 decodes every image, N a seeded random sample of N per dataset.
+    """
+
+    reports_dir: str = "reports/validation"
+    summary_path: str = "metrics/validation.json"
+    min_height: int = 32
+    max_height: int = 1024
+    min_width: int = 16
+    max_width: int = 512
+    decode_sample: int = 0
+    seed: int = 0
+    min_train_cameras: int = 2
+    camid_max: dict[str, int] = field(default_factory=dict)
+    renumbered_test_formats: tuple[str, ...] = ("msmt17",)
+    expected_counts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The re-ID encoder (timm ViT + BN-neck) and its momentum (EMA) copy.
+
+    ``momentum`` is the EMA decay; it ramps from 0 over ``momentum_warmup`` steps. 0.99
+    (half-life ~70 steps) suits runs of a few hundred iterations; use ~0.999 for long runs.
+    """
+
+    arch: str = "vit_tiny_patch16_224"
+    img_height: int = 128
+    img_width: int = 64
+    pretrained_path: str | None = None
+    drop_path_rate: float = 0.1
+    momentum: float = 0.99
+    momentum_warmup: int = 50
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Mixed batches: ``p_m × k`` multi-camera + ``p_s × k`` single-camera images.
+
+    ``single_camera=False`` (ablation) trains on multi-camera data only, with
+    ``(p_m + p_s) × k`` multi-camera images per batch; ``matching=False`` mixes randomly.
+    """
+
+    p_m: int = 8
+    p_s: int = 8
+    k: int = 4
+    matching: bool = True
+    single_camera: bool = True
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the multi-loss objective; ``centroid=False`` = per-batch losses only."""
+
+    centroid: bool = True
+    temperature: float = 0.05
+    num_negatives: int = 4096
+    hard_fraction: float = 0.5
+    w_centroid_multi: float = 1.0
+    w_centroid_single: float = 0.5
+    w_triplet: float = 1.0
+    triplet_margin: float | None = 0.3
+    w_consistency: float = 0.5
+    consistency_kind: str = "cosine"
+
+
+@dataclass(frozen=True)
+class RelabelConfig:
+    """Relabeling rounds on single-camera ids, every ``every`` steps from ``warmup`` on.
+
+    ``refresh_centroids`` resets the single-camera centroids to the mean of the freshly
+    computed momentum features before a round (the pass computes them anyway).
+    A round that would merge away more than ``max_merge_fraction`` of the live
+    single-camera ids (a collapse, typical of near-random early features) is rejected:
+    bank and labels are restored and the round is logged with ``rejected: true``.
+    """
+
+    enabled: bool = True
+    warmup: int = 150
+    every: int = 150
+    tau_filter: float = 0.5
+    tau_relabel: float = 0.7
+    margin: float = 0.1
+    tau_merge: float = 0.9
+    topk: int = 8
+    mutual: bool = False
+    merge: bool = True
+    refresh_centroids: bool = True
+    max_merge_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``dynamix train``: iteration-based loop, schedule, checkpoints and evaluation."""
+
+    out_dir: str = "runs/train"
+    seed: int = 0
+    iters: int = 300
+    lr: float = 3.5e-4
+    min_lr_ratio: float = 0.01
+    warmup_iters: int = 30
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    amp: bool = True
+    device: str = "auto"
+    num_workers: int = 2
+    eval_batch_size: int = 128
+    eval_every: int = 150
+    eval_model: str = "momentum"
+    checkpoint_every: int = 50
+    centroid_momentum: float = 0.2
+    centroid_dtype: str = "fp16"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    relabel: RelabelConfig = field(default_factory=RelabelConfig)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml", overrides: list[str] = ()) -> Params:
@@ -170,6 +296,12 @@ def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML (YAML 1.1) reads 1e-3 as a string: accept any literal Python reads as float
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: '{key}' must be true/false, got {value!r}")
     if tp is int and isinstance(value, bool):

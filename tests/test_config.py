@@ -49,7 +49,10 @@ def test_nested_dataset_spec_errors_name_the_list_index(tmp_path):
 
 def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     p = write(tmp_path, "data:\n  seed: 1\n")
-    params = load_params(p, ["data.seed=7", "evaluation.metric=euclidean"])
+    params = load_params(p, ["data.seed=7", "evaluation.metric=euclidean", "train.lr=1e-3"])
+    assert params.train.lr == 1e-3
+    with pytest.raises(ConfigError, match=r"'train\.lr' must be float"):
+        load_params(p, ["train.lr=fast"])
     assert params.data.seed == 7
     assert params.evaluation.metric == "euclidean"
     with pytest.raises(ConfigError, match=r"unknown key 'evaluation\.nope'"):

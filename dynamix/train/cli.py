@@ -1,0 +1,68 @@
+"""``dynamix train``: train (or resume) DynaMix with the settings in params.yaml.
+
+The CLI owns the progress bar (a :class:`~dynamix.train.callbacks.Callback` around tqdm);
+the trainer itself only logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from dynamix.config import load_params
+
+log = logging.getLogger(__name__)
+
+
+def progress_callback(total: int, initial: int):
+    """A tqdm bar showing live loss and img/s; imported only when the CLI runs."""
+    from tqdm import tqdm
+
+    from dynamix.train.callbacks import Callback
+
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.bar = tqdm(total=total, initial=initial, desc="train", unit="it")
+
+        def on_step(self, step: int, metrics: dict[str, Any]) -> None:
+            self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", img_s=f"{metrics['img_s']:.0f}")
+            self.bar.update(step - self.bar.n)
+
+        def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
+            self.bar.write(f"step {step}: mean target mAP {metrics['mean_mAP']:.4f}")
+
+        def on_relabel(self, step: int, stats: dict[str, Any]) -> None:
+            self.bar.write(
+                f"step {step}: relabel filtered {stats['images_filtered']}, relabeled "
+                f"{stats['images_relabeled']}, merged {stats['ids_merged']} ids"
+            )
+
+    return Progress()
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from dynamix.train.trainer import Trainer
+
+    params = load_params(args.params, args.set)
+    trainer = Trainer(params, resume=args.resume)
+    if args.progress:
+        trainer.callbacks.append(progress_callback(params.train.iters, trainer.step))
+    metrics = trainer.fit()
+    log.info(
+        "done: mean target mAP %.4f (best %.4f at step %d); outputs in %s",
+        metrics["mean_mAP"], metrics["best_mean_mAP"], metrics["best_step"], trainer.out_dir,
+    )  # fmt: skip
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="train the DynaMix model (params.yaml: model, train)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a params.yaml key, e.g. train.iters=50")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <train.out_dir>/last.pt (full state)")  # fmt: skip
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (logs only)")  # fmt: skip
+    p.set_defaults(func=_handler)

@@ -1,0 +1,190 @@
+"""The trainer on the tiny synthetic world: loss falls, outputs, exact resume, ablations."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dynamix.cli import main as cli_main
+from dynamix.config import load_params
+from dynamix.errors import DynamixError
+from dynamix.prepare import prepare_manifests
+from dynamix.synth import generate_world
+from dynamix.train.callbacks import Callback
+from dynamix.train.schedule import lr_at
+from dynamix.train.state import load_checkpoint
+from dynamix.train.trainer import Trainer, train
+
+REPO = Path(__file__).resolve().parents[2]
+# Tiny sizes: 64×32 images (4×2 patches), batches of 16, a handful of steps.
+TINY = [
+    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
+    "train.iters=6", "train.num_workers=0", "train.eval_every=3", "train.checkpoint_every=3",
+    "train.warmup_iters=2", "train.eval_batch_size=64",
+    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
+    "train.relabel.warmup=2", "train.relabel.every=2", "train.relabel.max_merge_fraction=1.0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def params_file(tmp_path_factory) -> Path:
+    """The repo's params.yaml pointed at a tiny world, with its manifests prepared."""
+    base = tmp_path_factory.mktemp("train")
+    world = base / "raw"
+    generate_world(world, preset="tiny", seed=0, workers=2)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"]["raw_dir"] = str(world)
+    raw["data"]["manifests_dir"] = str(base / "manifests")
+    for group in ("sources", "single_camera", "targets"):
+        for spec in raw["data"][group]:
+            spec["root"] = str(world / Path(spec["root"]).name)
+    path = base / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    prepare_manifests(load_params(path))
+    return path
+
+
+def tiny(params_file: Path, out_dir: Path, *extra: str):
+    return load_params(params_file, [*TINY, f"train.out_dir={out_dir}", *extra])
+
+
+def events(out_dir: Path, kind: str) -> list[dict]:
+    lines = (out_dir / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == kind]
+
+
+def test_lr_warms_up_then_decays_to_the_floor():
+    lrs = [lr_at(s, base_lr=1.0, warmup=5, total=50, min_ratio=0.1) for s in range(50)]
+    assert lrs[0] == pytest.approx(0.2) and lrs[4] == pytest.approx(1.0)
+    assert all(a < b for a, b in itertools.pairwise(lrs[:5]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[4:]))
+    assert lrs[-1] == pytest.approx(0.1)
+
+
+def test_loss_falls_on_a_repeated_batch(params_file, tmp_path):
+    params = tiny(params_file, tmp_path, "train.iters=100", "train.warmup_iters=0",
+                  "train.lr=0.001", "train.relabel.enabled=false")  # fmt: skip
+    trainer = Trainer(params)
+    view1, view2, index = next(iter(trainer._loader()))
+    losses = [trainer.train_step(view1, view2, index)["loss"] for _ in range(8)]
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses
+
+
+def test_cli_run_writes_checkpoints_metrics_and_log(params_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--params", str(params_file), "--no-progress", "--set", f"train.out_dir={out}"]
+    assert cli_main([*argv, *(a for s in TINY for a in ("--set", s))]) == 0
+    for name in ("last.pt", "best.pt", "metrics.json", "log.jsonl", "params.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["step"] == 6 and metrics["relabel_rounds"] == 2
+    for target in ("market-syn", "night-syn"):
+        values = [
+            metrics["targets"][target][k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")
+        ]
+        assert all(math.isfinite(v) and 0 <= v <= 1 for v in values)
+    assert set(metrics["label_quality"]) == {"before", "after"}  # ground truth: report only
+    assert 0 < metrics["label_quality"]["before"]["purity"] <= 1
+    steps = events(out, "step")
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(r["loss"]) and r["img_s"] > 0 for r in steps)
+    assert [r["step"] for r in events(out, "relabel")] == [2, 4]
+    assert [r["step"] for r in events(out, "eval")] == [3, 6]
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 6 and state["labels"].shape == (376,)
+
+
+class Kill(Exception):
+    pass
+
+
+class KillAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step(self, step, metrics):
+        if step == self.step:
+            raise Kill
+
+
+def assert_same(a, b, where="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_killed_and_resumed_run_ends_identical_to_uninterrupted(params_file, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train(tiny(params_file, straight))
+    with pytest.raises(Kill):  # dies during step 5, after last.pt at step 3 (and a relabel)
+        train(tiny(params_file, killed), callbacks=[KillAt(5)])
+    assert load_checkpoint(killed / "last.pt")["step"] == 3
+    train(tiny(params_file, killed), resume=True)
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(killed / "last.pt")
+    a.pop("params"), b.pop("params")  # out_dir differs
+    assert_same(a, b)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (straight, killed))
+    assert ma == mb
+    # the log of the resumed run reads as one run: no duplicated steps
+    assert [r["step"] for r in events(killed, "step")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_without_or_with_a_corrupt_checkpoint_is_one_line(params_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--params", str(params_file), "--resume", "--set", f"train.out_dir={out}"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "last.pt: checkpoint not found" in err
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"not a checkpoint")
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "last.pt: cannot read checkpoint" in err
+    with pytest.raises(DynamixError, match="not a DynaMix training checkpoint"):
+        torch.save({"x": 1}, out / "last.pt")
+        load_checkpoint(out / "last.pt")
+
+
+def test_ablation_switches_change_what_runs(params_file, tmp_path):
+    out = tmp_path / "no_relabel_no_centroid"
+    metrics = train(
+        tiny(params_file, out, "train.relabel.enabled=false", "train.loss.centroid=false")
+    )
+    assert metrics["relabel_rounds"] == 0 and not events(out, "relabel")
+    assert all("loss_centroid" not in r for r in events(out, "step"))
+    assert metrics["label_quality"]["before"] == metrics["label_quality"]["after"]
+
+    out = tmp_path / "multi_camera_only"
+    metrics = train(tiny(params_file, out, "train.sampler.single_camera=false"))
+    steps = events(out, "step")
+    assert all(r["single_images"] == 0 and r["batch"] == 16 for r in steps)
+    assert metrics["single_camera_images"] == 0 and not events(out, "relabel")
+
+    trainer = Trainer(tiny(params_file, tmp_path / "random_mix", "train.sampler.matching=false"))
+    assert trainer.sampler.matching is False
+
+
+def test_a_collapsing_relabel_round_is_rejected_and_undone(params_file, tmp_path):
+    trainer = Trainer(tiny(params_file, tmp_path, "train.relabel.max_merge_fraction=0.0"))
+    labels, bank = trainer.labels.copy(), trainer.bank.state_dict()
+    stats = trainer.relabel()  # random-init features: every merge counts as a collapse
+    assert stats["rejected"] and stats["ids_merged"] > 0
+    assert (trainer.labels == labels).all() and trainer.relabel_rounds == 0
+    assert torch.equal(trainer.bank.centroids, bank["centroids"])
+    assert torch.equal(trainer.bank.counts, bank["counts"])
