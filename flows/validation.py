@@ -144,6 +144,22 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+VOLATILE_KEYS = frozenset({"ge_load_time", "run_time", "validation_time", "validation_id", "id"})
+
+
+def stable(value: Any) -> Any:
+    """A GX result without run times and random ids: same data, same bytes.
+
+    DVC hashes the report folder into dvc.lock; without this every rerun of an unchanged
+    pipeline would change the lock file.
+    """
+    if isinstance(value, dict):
+        return {k: stable(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [stable(v) for v in value]
+    return value
+
+
 def _failures(dataset: str, batch: str, result: Any) -> list[dict[str, Any]]:
     out = []
     for r in result.results:
@@ -202,7 +218,7 @@ def validate_data(params: Params) -> dict[str, Any]:
             )
             results[f"count/{split}"] = runner.run(f"{spec.name}/count/{split}", [exp], rows)
         report = Path(v.reports_dir) / f"{spec.name}.json"
-        write_json_atomic(report, {k: r.to_json_dict() for k, r in results.items()})
+        write_json_atomic(report, {k: stable(r.to_json_dict()) for k, r in results.items()})
         found = [f for batch, r in results.items() for f in _failures(spec.name, batch, r)]
         failures += found
         summary["datasets"][spec.name] = {

@@ -88,6 +88,17 @@ def test_good_data_passes_every_suite_and_writes_reports(env):
     assert "passed" in format_markdown(summary)
 
 
+def test_reports_are_byte_identical_for_identical_data(env):
+    """DVC hashes the report folder into dvc.lock: a rerun must not change it."""
+    _, params = env
+    validate_data(params)
+    reports = Path(params.validation.reports_dir)
+    first = {p.name: p.read_bytes() for p in sorted(reports.glob("*.json"))}
+    validate_data(params)
+    assert {p.name: p.read_bytes() for p in sorted(reports.glob("*.json"))} == first
+    assert b"validation_time" not in first["market-syn.json"]
+
+
 def test_undecodable_image(env):
     _, params = env
     _, df = manifest(params, "market-syn")
