@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from dynamix.baseline import evaluate_targets
 from dynamix.cli import main as cli_main
@@ -20,8 +19,6 @@ from dynamix.errors import DynamixError
 from dynamix.prepare import prepare_manifests
 from dynamix.synth import generate_world
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
@@ -31,20 +28,9 @@ def world(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def params_file(world: Path, tmp_path_factory) -> Path:
+def params_file(world: Path, world_params, tmp_path_factory) -> Path:
     """The repo's params.yaml with every dataset root moved into the tiny world."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    out = tmp_path_factory.mktemp("params")
-    raw["data"]["raw_dir"] = str(world)
-    raw["data"]["manifests_dir"] = str(out / "manifests")
-    raw["validation"]["reports_dir"] = str(out / "validation")
-    raw["validation"]["summary_path"] = str(out / "validation.json")
-    for group in ("sources", "single_camera", "targets"):
-        for spec in raw["data"][group]:
-            spec["root"] = str(world / Path(spec["root"]).name)
-    path = out / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return world_params(world, tmp_path_factory.mktemp("params"))
 
 
 def expected_counts(entry: dict) -> dict[str, dict[str, int]]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from dynamix.checks import decode_mask
@@ -20,7 +19,6 @@ from dynamix.prepare import prepare_manifests
 from dynamix.synth import generate_world
 from flows.validation import format_markdown, format_summary, validate_data
 
-REPO = Path(__file__).resolve().parents[1]
 IN_SET = "expect_column_values_to_be_in_set"
 BETWEEN = "expect_column_values_to_be_between"
 
@@ -33,20 +31,11 @@ def pristine(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def env(pristine: Path, tmp_path: Path):
+def env(pristine: Path, tmp_path: Path, world_params):
     """A private copy of the tiny world, the repo's params.yaml pointed at it, manifests built."""
     world = tmp_path / "raw"
     shutil.copytree(pristine, world)
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"]["raw_dir"] = str(world)
-    raw["data"]["manifests_dir"] = str(tmp_path / "manifests")
-    for group in ("sources", "single_camera", "targets"):
-        for spec in raw["data"][group]:
-            spec["root"] = str(world / Path(spec["root"]).name)
-    raw["validation"]["reports_dir"] = str(tmp_path / "reports")
-    raw["validation"]["summary_path"] = str(tmp_path / "validation.json")
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = world_params(world, tmp_path)
     params = load_params(path)
     prepare_manifests(params)
     return path, params

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
@@ -21,7 +20,6 @@ from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint
 from dynamix.train.trainer import Trainer, train
 
-REPO = Path(__file__).resolve().parents[2]
 # Tiny sizes: 64×32 images (4×2 patches), batches of 16, a handful of steps.
 TINY = [
     "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
@@ -33,19 +31,12 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def params_file(tmp_path_factory) -> Path:
+def params_file(world_params, tmp_path_factory) -> Path:
     """The repo's params.yaml pointed at a tiny world, with its manifests prepared."""
     base = tmp_path_factory.mktemp("train")
     world = base / "raw"
     generate_world(world, preset="tiny", seed=0, workers=2)
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"]["raw_dir"] = str(world)
-    raw["data"]["manifests_dir"] = str(base / "manifests")
-    for group in ("sources", "single_camera", "targets"):
-        for spec in raw["data"][group]:
-            spec["root"] = str(world / Path(spec["root"]).name)
-    path = base / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = world_params(world, base)
     prepare_manifests(load_params(path))
     return path
 
