@@ -189,6 +189,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """S3-compatible object storage (AWS, MinIO) for checkpoints and dataset snapshots.
+
+    Credentials are never configured here: boto3 reads them from the environment
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``) or the standard AWS
+    config chain. ``endpoint_url: null`` means AWS, or ``AWS_ENDPOINT_URL`` when set (MinIO).
+    ``checksum_algorithm`` asks the server to verify every part (null for stores that reject
+    the header); the end-to-end check is a sha256 kept in the object's metadata.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    checkpoints_uri: str = "s3://checkpoints/dynamix/runs"
+    snapshots_uri: str = "s3://checkpoints/dynamix/snapshots"
+    retry_mode: str = "standard"
+    max_attempts: int = 5
+    multipart_threshold_mb: int = 64
+    multipart_chunk_mb: int = 16
+    max_concurrency: int = 4
+    checksum_algorithm: str | None = "SHA256"
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -196,6 +219,7 @@ class Params:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml", overrides: list[str] = ()) -> Params:
