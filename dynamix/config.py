@@ -212,6 +212,72 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow tracking (``flows/tracking.py``); env ``MLFLOW_TRACKING_URI`` overrides ``uri``.
+
+    A relative sqlite path is taken from the working directory (the repo root for DVC and
+    the CLI). ``artifact_location: null`` puts artifacts in ``mlartifacts/`` beside the
+    sqlite file (a tracking server chooses its own). ``log_every``: step metrics are
+    logged every N steps (and step 1); ``ranked_list_queries``: queries per target in the
+    ranked-list picture logged with a run (0 = none).
+    """
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "dynamix"
+    registered_model: str = "dynamix-reid"
+    artifact_location: str | None = None
+    log_every: int = 10
+    ranked_list_queries: int = 6
+
+
+PROMOTION_METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """The promotion gate (``flows/promotion.py``).
+
+    ``thresholds`` maps a target name (or ``default``, for every target not listed) to
+    ``{metric: minimum}`` with metrics from :data:`PROMOTION_METRICS`. A model becomes the
+    ``alias`` only if every target clears its minimums and no gated metric falls more than
+    ``max_regression`` (absolute) below the current champion's.
+    """
+
+    thresholds: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {"default": {"rank1": 0.0, "mAP": 0.0}}
+    )
+    max_regression: float = 0.01
+    alias: str = "champion"
+
+    def __post_init__(self) -> None:
+        clean: dict[str, dict[str, float]] = {}
+        for target, minimums in self.thresholds.items():
+            key = f"promotion.thresholds.{target}"
+            if not isinstance(minimums, dict) or not minimums:
+                raise ConfigError(f"params.yaml: '{key}' must map metrics to minimums")
+            for metric, value in minimums.items():
+                if metric not in PROMOTION_METRICS:
+                    raise ConfigError(
+                        f"params.yaml: unknown metric '{key}.{metric}' "
+                        f"(known: {', '.join(PROMOTION_METRICS)})"
+                    )
+                try:  # PyYAML reads 1e-3 as a string
+                    ok = not isinstance(value, bool) and float(value) == float(value)
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    raise ConfigError(f"params.yaml: '{key}.{metric}' must be a number")
+            clean[str(target)] = {m: float(v) for m, v in minimums.items()}
+        if self.max_regression < 0:
+            raise ConfigError("params.yaml: 'promotion.max_regression' must be >= 0")
+        object.__setattr__(self, "thresholds", clean)
+
+    def minimums(self, target: str) -> dict[str, float]:
+        """``{metric: minimum}`` for ``target``: its own entry, else ``default``."""
+        return self.thresholds.get(target, self.thresholds.get("default", {}))
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -220,6 +286,8 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml", overrides: list[str] = ()) -> Params:
