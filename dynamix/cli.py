@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dynamix.baseline",
     "flows.validate_cli",  # GX adapter lives outside the core (style.md)
     "dynamix.train.cli",
+    "dynamix.storage.cli",
 )
 
 log = logging.getLogger("dynamix")
