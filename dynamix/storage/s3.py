@@ -1,11 +1,10 @@
 """Verified S3 transfers of files and directories (checkpoints, dataset snapshots, weights).
 
-Integrity, end to end: every uploaded object carries the sha256 of its bytes in its metadata
-(``x-amz-meta-sha256``), computed before the upload; a download lands in a temporary file
-beside the target and is renamed into place only once its size and sha256 match, so no
-partial or corrupted file ever sits at the final path. On the wire, the server verifies the
-``storage.checksum_algorithm`` checksum of every part, and an interrupted multipart upload
-is aborted by s3transfer, so no partial object ever appears under the key.
+End to end, every object carries the sha256 of its bytes in its metadata (computed before
+the upload); a download lands in a temporary file beside the target, renamed into place only
+once size and sha256 match: no partial or corrupt file ever sits at the final path. On the
+wire the server verifies each part's ``storage.checksum_algorithm`` checksum, and s3transfer
+aborts an interrupted multipart upload, so no partial object ever appears under the key.
 
 A directory is uploaded file by file, then a manifest (``_dynamix_manifest.json``: relative
 path, size, sha256) is written last: a prefix without one is an incomplete push and is never

@@ -179,3 +179,19 @@ def test_repush_removes_the_manifest_first(tmp_path, s3, bucket, storage):
     with pytest.raises(StorageError, match="directory is empty"):
         upload_dir(src, f"s3://{bucket}/r", config=storage)
     s3.head_object(Bucket=bucket, Key=f"r/{MANIFEST}")  # a failed check deletes nothing
+
+
+def test_boto3_is_imported_only_by_the_storage_adapter():
+    """The ML core stays free of cloud SDKs: boto3 lives in dynamix/storage alone."""
+    core = Path(__file__).resolve().parents[2] / "dynamix"
+    offenders = [
+        str(p.relative_to(core))
+        for p in core.rglob("*.py")
+        if "storage" not in p.relative_to(core).parts
+        and any(
+            line.lstrip().startswith((f"import {m}", f"from {m}"))
+            for line in p.read_text().splitlines()
+            for m in ("boto3", "botocore", "s3transfer")
+        )
+    ]
+    assert offenders == []
