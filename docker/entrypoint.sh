@@ -5,9 +5,9 @@
 # stay in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): never in .dvc/config.
 set -eu
 if [ -n "${DVC_REMOTE_URL:-}" ]; then
-  dvc remote add --local --force --default storage "$DVC_REMOTE_URL"
+  dvc remote add -q --local --force --default storage "$DVC_REMOTE_URL"
   if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
-    dvc remote modify --local storage endpointurl "$AWS_ENDPOINT_URL"
+    dvc remote modify -q --local storage endpointurl "$AWS_ENDPOINT_URL"
   fi
 fi
 exec "$@"

@@ -233,3 +233,32 @@ def _pyproject_pins() -> dict[str, str]:
         if sep:
             pins[name.strip()] = version.strip()
     return pins
+
+
+def test_image_entrypoint_sets_the_dvc_remote_from_env(tmp_path):
+    """What the images do to /app, replayed on a copy: no git, remote and endpoint from env."""
+    import os
+    import sys
+
+    app = tmp_path / "app"
+    (app / ".dvc").mkdir(parents=True)
+    for name in ("config", ".gitignore"):
+        shutil.copy(REPO / ".dvc" / name, app / ".dvc" / name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("DVC_REMOTE_URL", None)
+
+    def sh(*args: str, **extra: str) -> str:
+        done = subprocess.run(args, cwd=app, env={**env, **extra}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    sh("dvc", "config", "--local", "core.no_scm", "true")  # the Dockerfiles' RUN step
+    entry = str(REPO / "docker" / "entrypoint.sh")
+    assert sh(entry, "echo", "no remote") == "no remote\n"
+    assert "storage" not in sh("dvc", "remote", "list")
+    out = sh(entry, "dvc", "remote", "list",
+             DVC_REMOTE_URL="s3://dvc/dynamix", AWS_ENDPOINT_URL="http://minio:9000")  # fmt: skip
+    assert out.split() == ["storage", "s3://dvc/dynamix", "(default)"]
+    local = (app / ".dvc" / "config.local").read_text()
+    assert "endpointurl = http://minio:9000" in local and "remote = storage" in local
+    assert "AWS" not in local and "secret" not in local.lower()  # credentials stay in env
