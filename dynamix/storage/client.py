@@ -59,8 +59,13 @@ def make_client(config: StorageConfig) -> Any:
         response_checksum_validation=when,
     )
     session = boto3.session.Session(region_name=config.region)
-    # endpoint_url=None lets boto3 read AWS_ENDPOINT_URL(_S3) from the environment itself
-    return session.client("s3", endpoint_url=config.endpoint_url, config=botocore_config)
+    try:  # endpoint_url=None lets boto3 read AWS_ENDPOINT_URL(_S3) from the environment itself
+        return session.client("s3", endpoint_url=config.endpoint_url, config=botocore_config)
+    except ValueError as exc:  # botocore: "Invalid endpoint: minio:9000"
+        raise StorageError(
+            f"S3 endpoint: {exc}; set storage.endpoint_url / AWS_ENDPOINT_URL to a full URL "
+            "such as http://localhost:9000"
+        ) from exc
 
 
 def transfer_config(config: StorageConfig) -> TransferConfig:

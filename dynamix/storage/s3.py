@@ -43,10 +43,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "_dynamix_manifest.json"
 SHA_KEY = "sha256"
 # botocore's errors, boto3's wrappers of them, and s3transfer's own (its retry loop gave up)
-_TRANSFER_ERRORS = (
-    BotoCoreError, ClientError, Boto3Error,
-    RetriesExceededError, S3DownloadFailedError, S3UploadFailedError,
-)  # fmt: skip
+_TRANSFER_ERRORS = (BotoCoreError, ClientError, Boto3Error, RetriesExceededError,
+                    S3DownloadFailedError, S3UploadFailedError)  # fmt: skip
 Callback = Callable[[int], None]
 
 
@@ -253,7 +251,9 @@ def is_dir_upload(client: Any, uri: str) -> bool:
     try:
         client.head_object(Bucket=base.bucket, Key=base.child(MANIFEST).key)
     except ClientError:
-        return False
+        return False  # a missing bucket or object is reported by the download itself
+    except _TRANSFER_ERRORS as exc:
+        raise explain(exc, client, action="download", bucket=base.bucket, key=base.key) from exc
     return True
 
 

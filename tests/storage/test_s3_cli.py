@@ -47,3 +47,23 @@ def test_missing_bucket_exits_2_with_one_line(tmp_path, aws_env, capsys):
     assert code == 2
     assert err.startswith("dynamix s3: error: upload to s3://no-such-bkt: bucket does not exist")
     assert "\n" not in err
+
+
+def test_pull_without_credentials_exits_2_with_one_line(
+    tmp_path, bucket, aws_env, monkeypatch, capsys
+):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    code = _cli("s3", "pull", "train", str(tmp_path / "t"), endpoint=aws_env, bucket=bucket)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith(
+        f"dynamix s3: error: download s3://{bucket}/runs/train: no AWS credentials"
+    )
+    assert "\n" not in err
+
+
+def test_endpoint_without_scheme_is_explained(tmp_path, bucket, aws_env, capsys):
+    code = _cli("s3", "pull", "train", str(tmp_path / "t"), endpoint="minio:9000", bucket=bucket)
+    assert code == 2
+    assert "storage.endpoint_url / AWS_ENDPOINT_URL to a full URL" in capsys.readouterr().err
