@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "flows.validate_cli",  # GX adapter lives outside the core (style.md)
     "dynamix.train.cli",
     "dynamix.storage.cli",
+    "dynamix.infer.cli",
 )
 
 log = logging.getLogger("dynamix")
