@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "dynamix.train.cli",
     "dynamix.storage.cli",
     "dynamix.infer.cli",
+    "flows.tracking_cli",  # MLflow adapter: dynamix track, dynamix promote
 )
 
 log = logging.getLogger("dynamix")

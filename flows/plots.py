@@ -1,0 +1,106 @@
+"""Training curves from a run's ``log.jsonl`` events: losses, lr, relabeling, evaluation.
+
+Drawn with matplotlib's object API (``Figure`` renders through Agg without touching
+pyplot's global state, so it is safe in worker threads and on machines without a display)
+and written atomically. The same pictures for every run, so runs compare side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dynamix.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("loss", "loss_centroid", "loss_triplet", "loss_consistency")
+RELABEL_COUNTS = ("images_filtered", "images_relabeled", "ids_merged", "ids_remaining")
+RELABEL_QUALITY = ("purity", "ari")
+EVAL_KEYS = ("rank1", "mAP")
+
+
+def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list, list]:
+    rows = [(e["step"], e[key]) for e in events if e["event"] == kind and e.get(key) is not None]
+    return [s for s, _ in rows], [v for _, v in rows]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def loss_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Total and component losses (left) and the learning rate (right) per step."""
+    fig = Figure(figsize=(10, 4))
+    ax, ax_lr = fig.subplots(1, 2)
+    for key in LOSS_KEYS:
+        steps, values = _series(events, "step", key)
+        if steps:
+            ax.plot(steps, values, label=key, lw=2 if key == "loss" else 1)
+    ax.set(xlabel="step", ylabel="loss", title="training losses")
+    ax.legend(fontsize=8)
+    ax_lr.plot(*_series(events, "step", "lr"))
+    ax_lr.set(xlabel="step", ylabel="lr", title="learning rate")
+    return _save(fig, path)
+
+
+def relabel_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Per round: counts, label quality (synthetic ground truth) and similarity histograms."""
+    rounds = [e for e in events if e["event"] == "relabel"]
+    fig = Figure(figsize=(14, 4))
+    ax_n, ax_q, ax_h = fig.subplots(1, 3)
+    for key in RELABEL_COUNTS:
+        ax_n.plot(*_series(rounds, "relabel", key), marker="o", label=key)
+    ax_n.set(xlabel="step", ylabel="count", title="relabeling rounds")
+    for key in RELABEL_QUALITY:
+        steps, values = _series(rounds, "relabel", key)
+        if steps:
+            ax_q.plot(steps, values, marker="o", label=key)
+    ax_q.set(xlabel="step", ylim=(0, 1.02), title="label quality vs ground truth")
+    for i, e in enumerate(rounds):
+        for key, style in (("own_sim_hist", "-"), ("best_other_sim_hist", "--")):
+            counts = np.asarray(e.get(key) or [], dtype=float)
+            if counts.size:
+                centers = np.linspace(-1, 1, counts.size + 1)[:-1] + 1 / counts.size
+                ax_h.plot(centers, counts, style, color=f"C{i % 10}",
+                          label=f"step {e['step']} {key.split('_sim')[0]}")  # fmt: skip
+    ax_h.set(xlabel="cosine similarity to centroid", ylabel="images", title="similarities")
+    for ax in (ax_n, ax_q, ax_h):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def eval_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Rank-1 and mAP of every target per evaluation step."""
+    evals = [e for e in events if e["event"] == "eval"]
+    targets = sorted({k.split("/")[0] for e in evals for k in e if "/" in k})
+    fig = Figure(figsize=(10, 4))
+    for ax, metric in zip(fig.subplots(1, 2), EVAL_KEYS, strict=True):
+        for target in targets:
+            ax.plot(*_series(evals, "eval", f"{target}/{metric}"), marker="o", label=target)
+        ax.set(xlabel="step", ylabel=metric, title=f"target {metric}")
+        if targets:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_training_plots(
+    events: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """``loss.png``, ``eval.png`` and (when a round ran) ``relabel.png`` in ``out_dir``."""
+    out = Path(out_dir)
+    paths = [loss_plot(events, out / "loss.png"), eval_plot(events, out / "eval.png")]
+    if any(e["event"] == "relabel" for e in events):
+        paths.append(relabel_plot(events, out / "relabel.png"))
+    log.info("wrote %d training plots to %s", len(paths), out)
+    return paths

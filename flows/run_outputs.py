@@ -1,0 +1,132 @@
+"""A finished training run directory, read for tracking: events, the model and its pictures.
+
+No MLflow here: :mod:`flows.tracking` logs what these functions return. The model that is
+logged and registered is the encoder the trainer evaluated (``train.eval_model``, the
+momentum encoder by default) at its best checkpoint, so its weights and its metrics
+(``best.pt``'s last evaluation) always belong together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dynamix.config import Params
+from dynamix.errors import DynamixError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = ("best.pt", "last.pt")  # the model comes from the first that exists
+
+
+def read_events(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of ``<run_dir>/log.jsonl`` in order (empty when there is no log)."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``<run_dir>/metrics.json``, the trainer's final summary."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise DynamixError(f"{path}: not found; run `dynamix train` first or pass --run-dir")
+    return json.loads(path.read_text())
+
+
+@dataclass
+class TrainedModel:
+    """The evaluated encoder of a checkpoint and the metrics it scored at that step."""
+
+    model: torch.nn.Module  # ReIDModel in eval mode: (B, 3, H, W) in [0, 1] -> (B, D) unit norm
+    checkpoint: Path
+    step: int
+    encoder: str  # momentum | online
+    img_size: tuple[int, int]
+    metrics: dict[str, dict[str, float]]  # {target: {rank1, rank5, rank10, mAP, mINP, ...}}
+
+
+def load_trained_model(run_dir: str | os.PathLike[str]) -> TrainedModel:
+    """Rebuild the evaluated encoder from ``best.pt`` (else ``last.pt``) of ``run_dir``.
+
+    The architecture comes from the params saved in the checkpoint, not the current
+    params.yaml, so a later edit of ``model.*`` cannot mislabel an old run.
+    """
+    from dynamix.infer.checkpoint import build_encoder, read_checkpoint
+
+    found = [Path(run_dir) / name for name in CHECKPOINTS if (Path(run_dir) / name).is_file()]
+    if not found:
+        raise DynamixError(f"{run_dir}: no best.pt or last.pt; run `dynamix train` first")
+    state = read_checkpoint(found[0])
+    encoder = state["params"].get("train", {}).get("eval_model", "momentum")
+    model, info = build_encoder(state, found[0], encoder)
+    targets = (state.get("last_eval") or {}).get("targets") or {}
+    metrics = {t: {k: float(v) for k, v in m.items()} for t, m in targets.items()}
+    return TrainedModel(model, found[0], info.step, encoder, info.img_size, metrics)
+
+
+def input_example(params: Params, img_size: tuple[int, int], n: int = 2) -> np.ndarray:
+    """(n, 3, H, W) float32 in [0, 1]: the first query images of the first target.
+
+    Real images make the logged example meaningful; without manifests (a bare run
+    directory) it falls back to a fixed-seed random batch. n >= 2 keeps the exported
+    batch dimension dynamic (torch.export fixes a size-1 dimension).
+    """
+    from dynamix.data.images import ManifestImageDataset, build_transforms
+    from dynamix.train.data import target_splits
+
+    try:
+        query, _ = next(iter(target_splits(params).values()))
+        paths = query["path"].astype(str).tolist()[:n]
+        dataset = ManifestImageDataset(paths, transform=build_transforms(img_size, train=False))
+        batch = torch.stack([dataset[i][0] for i in range(len(paths))])
+        if len(paths) == n:
+            return batch.numpy().astype(np.float32)
+    except (DynamixError, StopIteration, OSError) as exc:
+        log.warning("input example: no target images (%s); using a random batch", exc)
+    return np.random.default_rng(0).random((n, 3, *img_size), dtype=np.float32)
+
+
+def write_ranked_lists(
+    trained: TrainedModel, params: Params, out_dir: str | os.PathLike[str], num_queries: int
+) -> list[Path]:
+    """One ranked-list PNG per target (``ranked_<target>.png``), queries spread evenly.
+
+    Costs one feature pass over each target's query and gallery images; skipped (with a
+    warning) when the manifests are not there.
+    """
+    from dynamix.evaluation import plot_ranked_list
+    from dynamix.train.data import target_splits
+    from dynamix.train.features import extract_features
+
+    if num_queries <= 0:
+        return []
+    try:
+        splits = target_splits(params)
+    except DynamixError as exc:
+        log.warning("ranked lists skipped: %s", exc)
+        return []
+    out = []
+    for name, (query, gallery) in splits.items():
+        rows = np.unique(np.linspace(0, len(query) - 1, num_queries).astype(int))
+        q = query.iloc[rows].reset_index(drop=True)
+        kw = {"img_size": trained.img_size, "batch_size": params.train.eval_batch_size}
+        qf = extract_features(trained.model, q["path"].astype(str).tolist(), **kw)  # (n, D)
+        gf = extract_features(trained.model, gallery["path"].astype(str).tolist(), **kw)
+        distmat = (1.0 - qf @ gf.T).numpy()  # (n, G) cosine distance of unit vectors
+        path = plot_ranked_list(
+            q["path"].astype(str).tolist(), gallery["path"].astype(str).tolist(), distmat,
+            q["pid"].to_numpy(), gallery["pid"].to_numpy(), q["camid"].to_numpy(),
+            gallery["camid"].to_numpy(), Path(out_dir) / f"ranked_{name}.png",
+            topk=min(10, len(gallery)), num_queries=len(q),
+        )  # fmt: skip
+        out.append(path)
+    return out
