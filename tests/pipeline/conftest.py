@@ -1,0 +1,63 @@
+"""One tiny training run, tracked live into a real MLflow sqlite store, shared by the session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# 4 steps of a ViT on 64×32 crops; one relabeling round at step 2; evaluations at 2 and 4.
+TRACKED_TINY = [
+    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
+    "train.iters=4", "train.num_workers=0", "train.eval_every=2", "train.checkpoint_every=2",
+    "train.warmup_iters=2", "train.eval_batch_size=64",
+    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
+    "train.relabel.warmup=2", "train.relabel.every=2", "train.relabel.max_merge_fraction=1.0",
+    "tracking.log_every=1", "tracking.ranked_list_queries=2",
+]  # fmt: skip
+
+
+@dataclass
+class TrackedRun:
+    params_file: Path
+    overrides: list[str]  # TRACKED_TINY + this session's out_dir and store
+    run_dir: Path
+    run_id: str
+    outputs: dict[str, Any]  # what log_training_outputs returned
+    base: Path
+
+    def params(self, *extra: str):
+        from dynamix.config import load_params
+
+        return load_params(self.params_file, [*self.overrides, *extra])
+
+
+@pytest.fixture(scope="session")
+def tracked_run(world_params, tmp_path_factory) -> TrackedRun:
+    """Tiny world → manifests → Trainer with MlflowCallback inside start_pipeline_run."""
+    from dynamix.prepare import prepare_manifests
+    from dynamix.synth import generate_world
+    from dynamix.train.trainer import Trainer
+    from flows.tracking import MlflowCallback, log_training_outputs, start_pipeline_run
+
+    base = tmp_path_factory.mktemp("tracked")
+    generate_world(base / "raw", preset="tiny", seed=0, workers=1)
+    params_file = world_params(base / "raw", base)
+    overrides = [
+        *TRACKED_TINY,
+        f"train.out_dir={base / 'run'}",
+        f"tracking.uri=sqlite:///{base / 'store' / 'mlflow.db'}",
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # params decide the store here
+        run = TrackedRun(params_file, overrides, base / "run", "", {}, base)
+        params = run.params()
+        prepare_manifests(params)
+        with start_pipeline_run(params, run_name="tiny", tags={"test": "tracked_run"}) as active:
+            callback = MlflowCallback(log_every=params.tracking.log_every)
+            Trainer(params, callbacks=[callback]).fit()
+            run.outputs = log_training_outputs(run.run_dir, params)
+            run.run_id = active.info.run_id
+        yield run
