@@ -53,6 +53,25 @@ def as_bool(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=bool)
 
 
+def own_similarity(
+    feats: np.ndarray,
+    centroids: torch.Tensor | np.ndarray,
+    own: np.ndarray,
+    block: int = 1 << 16,
+) -> np.ndarray:
+    """(n,) cosine of each unit row of ``feats`` (n, D) with its own centroid ``own`` (n,).
+
+    Centroids are gathered and normalised ``block`` rows at a time, so the (n, D) fp32
+    copy of the own centroids (2.9 GiB at 1M × 768) never exists at once.
+    """
+    out = np.empty(len(own), dtype=np.float32)
+    for start in range(0, len(own), block):
+        rows = slice(start, start + block)
+        mine = normalized(take_rows(centroids, own[rows]), inplace=True)  # (b, D)
+        out[rows] = np.einsum("nd,nd->n", feats[rows], mine)
+    return out
+
+
 def filter_and_relabel(
     features: torch.Tensor | np.ndarray,
     labels: torch.Tensor | np.ndarray,
@@ -82,12 +101,14 @@ def filter_and_relabel(
     cand_ids = np.flatnonzero(eligible)  # (M,) global ids in the index
 
     own = labels[rows]
-    feats = normalized(take_rows(features, rows))  # (n, D)
-    s_own = np.einsum("nd,nd->n", feats, normalized(take_rows(centroids, own)))  # (n,)
+    feats = normalized(take_rows(features, rows), inplace=True)  # (n, D), a fresh copy
+    s_own = own_similarity(feats, centroids, own)  # (n,)
 
     # topk + 1: the own id may take one slot, at least `topk` others remain.
     base = take_rows(centroids, cand_ids)  # (M, D)
-    sims, pos = knn_search(base, feats, topk + 1, use_gpu=use_gpu, nlist=nlist)
+    sims, pos = knn_search(
+        base, feats, topk + 1, use_gpu=use_gpu, nlist=nlist, overwrite_queries=True
+    )  # feats is not used after this: normalised in place, no (n, D) copy
     hit_ids = np.where(pos >= 0, cand_ids[pos.clip(min=0)], -1)  # (n, k)
     sims = np.where((hit_ids == own[:, None]) | (hit_ids < 0), -np.inf, sims)
     if sims.shape[1] > 0:

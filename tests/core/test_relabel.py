@@ -74,6 +74,21 @@ def test_knn_search_matches_brute_force():
     assert knn_search(base[:2], queries, k=5)[1].shape == (7, 2)  # k clipped to the base
 
 
+def test_knn_search_ivf_finds_the_true_neighbour_and_leaves_inputs_alone():
+    """nlist > 0 (IVF, for 100k+ banks) finds each query's own cluster centre."""
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((400, 16)).astype(np.float32)
+    queries = centres[:50] + 0.05 * rng.standard_normal((50, 16)).astype(np.float32)
+    before = queries.copy()
+    sims, idx = knn_search(centres, queries, k=3, nlist=8, nprobe=8)  # 400 >= 39 * 8: IVF
+    assert np.array_equal(idx[:, 0], np.arange(50)) and np.all(sims[:, 0] > 0.95)
+    assert np.array_equal(queries, before)
+    owned = queries.copy()
+    _, idx2 = knn_search(centres, owned, k=3, nlist=8, nprobe=8, overwrite_queries=True)
+    assert np.array_equal(idx2, idx)
+    assert np.allclose(np.linalg.norm(owned, axis=1), 1.0, atol=1e-5)  # normalised in place
+
+
 def test_faiss_index_falls_back_to_cpu():
     index = faiss_index(DIM, use_gpu=True)  # no GPU here: an exact CPU index
     assert isinstance(index, faiss.IndexFlatIP) and index.ntotal == 0
