@@ -154,16 +154,24 @@ class MlflowCallback(Callback):
 
     Step metrics are logged at step 1 and every ``log_every`` steps; relabel and eval
     events always. ``buffered`` (replay) sends everything in large batches at :meth:`flush`.
+    ``rounds_done``: relabel events logged before (a resumed training run: the number of
+    relabel lines in its log.jsonl), so round numbers continue.
     """
 
-    def __init__(self, run_id: str | None = None, log_every: int = 10, buffered: bool = False):
+    def __init__(
+        self,
+        run_id: str | None = None,
+        log_every: int = 10,
+        buffered: bool = False,
+        rounds_done: int = 0,
+    ) -> None:
         active = mlflow.active_run()
         if run_id is None and active is None:
             raise DynamixError("MlflowCallback: no active MLflow run and no run_id given")
         self.run_id = run_id or active.info.run_id
         self.log_every, self.buffered = max(int(log_every), 1), buffered
         self.client = MlflowClient()
-        self.rounds = 0
+        self.rounds = int(rounds_done)
         self.pending: list[Metric] = []
 
     def _add(self, step: int, values: dict[str, Any]) -> None:
