@@ -1,0 +1,293 @@
+"""The main pipeline flow ``dynamix-pipeline``: data → gate → train → evaluate → log → promote.
+
+Thin orchestration over ``dynamix`` (one task per step, each a plain function the CLI and
+DVC stages use too). Every task reads ``params_path`` + ``overrides`` itself, so any of
+them can run in another process or on another machine. One MLflow run per flow run: the
+flow opens it and passes its id to every task (MLflow's active run is per thread).
+
+- ``resolve-data``: ``data.raw_dir`` brought to its DVC-tracked version
+  (:mod:`flows.data_source`); untracked folders are used as they are.
+- ``prepare-manifests`` and ``validate-data``: the Great Expectations gate. A failing
+  suite logs the full GX results to MLflow, publishes a markdown artifact naming each
+  failing expectation and raises: the flow run fails and nothing downstream runs.
+- ``train``: the GPU task. Retried twice on failure (not on :class:`DynamixError`, which
+  retrying cannot fix); a retry resumes ``<train.out_dir>/last.pt`` when its params
+  match, so a crash at step 9,000 does not start over. See the README for routing it to
+  a GPU work pool.
+- ``evaluate``: every target domain from ``best.pt``; ``log-outputs``: checkpoints, curves,
+  ranked lists and the model into the MLflow run; ``promote``: register the model and move
+  the alias only on acceptance (:mod:`flows.promotion`).
+
+The flow ends with a table artifact (``pipeline-metrics``) and a markdown artifact
+(``promotion``). It returns a summary dict; with ``fail_on_reject`` a rejected model ends
+the flow run ``Failed`` with the reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run, task_run
+from prefect.states import Failed
+
+from dynamix.config import Params, load_params, to_dict
+from dynamix.errors import DynamixError
+from dynamix.train.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+#: Extra trainer callbacks, one fresh list per attempt of the train task: an extension
+#: point for progress reporting or profiling (the tests inject a transient failure here).
+TRAIN_CALLBACKS: list[Callable[[], Callback]] = []
+
+#: Keys that may differ between a checkpoint and the retry that resumes it: where and how
+#: fast the run executes, not what it computes.
+RUNTIME_KEYS = {"out_dir", "device", "num_workers", "eval_batch_size"}
+RESUME_SECTIONS = ("data", "model", "train", "evaluation")
+
+
+class DataValidationError(DynamixError):
+    """The Great Expectations gate failed: the data must be fixed before training."""
+
+
+def _params(params_path: str, overrides: list[str]) -> Params:
+    return load_params(params_path, overrides)
+
+
+def _no_retry_on_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry transient failures only: a DynamixError (bad config or data) would recur."""
+    try:
+        state.result()
+    except DynamixError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(name="resolve-data")
+def resolve_data_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
+    from flows.data_source import resolve_data
+
+    return resolve_data(_params(params_path, overrides))
+
+
+@task(name="prepare-manifests")
+def prepare_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
+    from dynamix.prepare import prepare_manifests
+
+    return prepare_manifests(_params(params_path, overrides))
+
+
+@task(name="validate-data")
+def validate_task(params_path: str, overrides: list[str], run_id: str) -> dict[str, Any]:
+    """The gate: GX results to MLflow and a markdown artifact, then raise on bad data."""
+    from flows import tracking
+    from flows.validation import failure_line, format_markdown, validate_data
+
+    params = _params(params_path, overrides)
+    summary = validate_data(params)
+    tracking.log_validation_results(params, summary, run_id=run_id)
+    create_markdown_artifact(
+        key="data-validation",
+        markdown=format_markdown(summary),
+        description="Great Expectations suites over the manifests",
+    )
+    if not summary["success"]:
+        lines = "\n".join(failure_line(f) for f in summary["failures"])
+        raise DataValidationError(f"data validation failed, training not run:\n{lines}")
+    return summary
+
+
+def _comparable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {k: params.get(k) for k in RESUME_SECTIONS}
+    out["train"] = {k: v for k, v in (out["train"] or {}).items() if k not in RUNTIME_KEYS}
+    return out
+
+
+def resume_plan(params: Params, attempt: int, resume: bool) -> tuple[bool, str]:
+    """Whether this attempt continues ``last.pt``, and why (logged, and tested).
+
+    A first attempt starts fresh unless ``resume`` asks for it; a retry resumes. Either
+    way only a checkpoint whose params match (up to :data:`RUNTIME_KEYS`) is resumed. A
+    fresh start removes the previous run's checkpoints first, so a retry can never pick
+    up a stale ``last.pt`` nor the evaluation a stale ``best.pt``.
+    """
+    out = Path(params.train.out_dir)
+    last = out / "last.pt"
+    why = f"attempt {attempt}"
+    if attempt > 1 or resume:
+        if last.is_file():
+            import torch
+
+            saved = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+            if _comparable(saved.get("params") or {}) == _comparable(to_dict(params)):
+                return True, f"{why}: resuming {last} at step {int(saved['step'])}"
+            why += f": {last} was written with other params"
+        else:
+            why += f": no {last}"
+    for name in ("last.pt", "best.pt", "metrics.json"):
+        (out / name).unlink(missing_ok=True)
+    return False, f"{why}: training from step 0"
+
+
+@task(
+    name="train",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_no_retry_on_user_error,
+    tags=["gpu"],
+)
+def train_task(
+    params_path: str, overrides: list[str], run_id: str, resume: bool = False
+) -> dict[str, Any]:
+    """Train (or continue) the model; live metrics go to the MLflow run ``run_id``."""
+    from dynamix.train.trainer import Trainer
+    from flows.run_outputs import read_events
+    from flows.tracking import MlflowCallback
+
+    params = _params(params_path, overrides)
+    attempt = int(task_run.run_count or 1)
+    resumed, why = resume_plan(params, attempt, resume)
+    get_run_logger().info(why)
+    trainer = Trainer(params, resume=resumed, callbacks=[make() for make in TRAIN_CALLBACKS])
+    # log.jsonl now ends at the resumed step: relabel rounds logged so far keep their numbers
+    rounds = sum(e["event"] == "relabel" for e in read_events(trainer.out_dir)) if resumed else 0
+    trainer.callbacks.append(MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds))
+    metrics = trainer.fit()
+    return {**metrics, "attempt": attempt, "resumed": resumed}
+
+
+@task(name="evaluate")
+def evaluate_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
+    """Every target domain, from ``best.pt`` (the checkpoint that gets logged)."""
+    from dynamix.infer import evaluate_checkpoint
+
+    params = _params(params_path, overrides)
+    best = Path(params.train.out_dir) / "best.pt"
+    return evaluate_checkpoint(params, best, encoder=params.train.eval_model)
+
+
+@task(name="log-outputs")
+def log_task(params_path: str, overrides: list[str], run_id: str) -> dict[str, Any]:
+    from flows.tracking import log_training_outputs
+
+    params = _params(params_path, overrides)
+    return log_training_outputs(params.train.out_dir, params, log_model=True, run_id=run_id)
+
+
+@task(name="promote")
+def promote_task(
+    params_path: str, overrides: list[str], run_id: str, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    from flows.promotion import register_and_promote
+
+    return register_and_promote(_params(params_path, overrides), run_id, metrics)
+
+
+def _check_same(evaluation: dict[str, Any], logged: dict[str, Any]) -> None:
+    for target, values in evaluation["targets"].items():
+        recorded = (logged.get("metrics") or {}).get(target, {}).get("mAP")
+        if recorded is not None and abs(recorded - values["mAP"]) > 1e-4:
+            get_run_logger().warning(
+                "%s: mAP %.4f from best.pt differs from the %.4f the trainer recorded",
+                target, values["mAP"], recorded,
+            )  # fmt: skip
+
+
+@flow(name="dynamix-pipeline")
+def pipeline_flow(
+    params_path: str = "params.yaml",
+    overrides: list[str] | None = None,
+    run_name: str | None = None,
+    fail_on_reject: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Data → validation gate → training → evaluation → MLflow → promotion, on one config.
+
+    ``overrides`` are ``dotted.key=value`` strings as for ``--set``; ``run_name`` names the
+    MLflow run (default: the flow run's name); ``resume`` continues ``last.pt`` already on
+    the first attempt (a rerun after a crash).
+    """
+    from flows import tracking
+    from flows.pipeline_report import (
+        metrics_table,
+        mlflow_run_link,
+        promotion_markdown,
+        rejection_message,
+    )
+
+    overrides = list(overrides or [])
+    params = _params(params_path, overrides)  # a bad key fails here, before any work
+    logger = get_run_logger()
+    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
+    name = run_name or flow_run.name
+    with tracking.start_pipeline_run(params, run_name=name, tags=tags) as run:
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
+        data = resolve_data_task(params_path, overrides)
+        prepare_task(params_path, overrides)
+        validate_task(params_path, overrides, run_id)  # raises on bad data
+        trained = train_task(params_path, overrides, run_id, resume)
+        evaluation = evaluate_task(params_path, overrides)
+        logged = log_task(params_path, overrides, run_id)
+        _check_same(evaluation, logged)
+        decision = promote_task(params_path, overrides, run_id, evaluation["targets"])
+    link = mlflow_run_link(tracking.tracking_uri(params), experiment_id, run_id)
+    create_table_artifact(
+        key="pipeline-metrics",
+        table=metrics_table(params, evaluation),
+        description=f"Target-domain metrics of best.pt (MLflow run {run_id})",
+    )
+    create_markdown_artifact(
+        key="promotion",
+        markdown=promotion_markdown(
+            decision, evaluation, run_id=run_id, link=link, checkpoint=evaluation["checkpoint"]
+        ),
+        description="Promotion decision and its reasons",
+    )
+    logger.info("%s", decision["reason"])
+    summary = {
+        "mlflow_run_id": run_id,
+        "data": data["action"],
+        "train": {k: trained.get(k) for k in ("step", "best_step", "attempt", "resumed")},
+        "evaluation": evaluation,
+        "promotion": decision,
+    }
+    if fail_on_reject and not decision["promoted"]:
+        return Failed(message=rejection_message(decision), data=summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.pipeline``: one run, on a temporary local server if none is set."""
+    p = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a params.yaml key, e.g. train.iters=50")  # fmt: skip
+    p.add_argument("--run-name", default=None, help="MLflow run name")
+    p.add_argument("--fail-on-reject", action="store_true",
+                   help="exit 1 when the promotion gate rejects the model")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue <train.out_dir>/last.pt")
+    args = p.parse_args(argv)
+    state = pipeline_flow(
+        params_path=args.params, overrides=args.set, run_name=args.run_name,
+        fail_on_reject=args.fail_on_reject, resume=args.resume, return_state=True,
+    )  # fmt: skip
+    if not state.is_completed():
+        print(f"dynamix-pipeline: {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    summary = state.result()
+    print(json.dumps({"mlflow_run_id": summary["mlflow_run_id"], **summary["promotion"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
