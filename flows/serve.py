@@ -7,19 +7,32 @@ Trigger runs with
 
     prefect deployment run 'dynamix-pipeline/local' -p overrides='["train.iters=20"]' --watch
 
-``flow.serve`` is the one-process setup for a single machine; for a GPU box the same
-flow deploys to a work pool instead (see the README).
+``flow.serve`` is the one-process setup for a single machine. ``--pool NAME`` instead
+registers the deployment on a work pool and exits: a ``prefect worker start --pool NAME``
+on the machine with the GPU (and this checkout at the same path) then runs the flows.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from flows.pipeline import pipeline_flow
 
 DEPLOYMENT_NAME = "local"
+DESCRIPTION = "DynaMix: data (DVC) -> GX gate -> train -> evaluate -> MLflow -> promote"
+
+
+def _parameters(
+    params_path: str, overrides: list[str] | None, fail_on_reject: bool
+) -> dict[str, Any]:
+    return {
+        "params_path": params_path,
+        "overrides": list(overrides or []),
+        "fail_on_reject": fail_on_reject,
+    }
 
 
 def build_deployment(
@@ -34,13 +47,35 @@ def build_deployment(
     """
     return pipeline_flow.to_deployment(
         name=name,
-        parameters={
-            "params_path": params_path,
-            "overrides": list(overrides or []),
-            "fail_on_reject": fail_on_reject,
-        },
-        description="DynaMix: data (DVC) -> GX gate -> train -> evaluate -> MLflow -> promote",
+        parameters=_parameters(params_path, overrides, fail_on_reject),
+        description=DESCRIPTION,
         tags=["dynamix"],
+    )
+
+
+def deploy_to_pool(
+    pool: str,
+    name: str,
+    params_path: str = "params.yaml",
+    overrides: list[str] | None = None,
+    fail_on_reject: bool = False,
+) -> Any:
+    """Register the deployment on work pool ``pool`` (code from this checkout); its id.
+
+    The flow's code is read from this directory when a worker starts a run, so the
+    worker's machine needs the checkout at the same path (or use a git URL as source).
+    """
+    source = str(Path(__file__).resolve().parents[1])
+    remote = pipeline_flow.from_source(source=source, entrypoint="flows/pipeline.py:pipeline_flow")
+    return remote.deploy(
+        name=name,
+        work_pool_name=pool,
+        parameters=_parameters(params_path, overrides, fail_on_reject),
+        description=DESCRIPTION,
+        tags=["dynamix"],
+        build=False,
+        push=False,
+        print_next_steps=False,
     )
 
 
@@ -54,7 +89,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="runs end Failed when the promotion gate rejects the model")  # fmt: skip
     p.add_argument("--limit", type=int, default=1,
                    help="runs at the same time (default 1: one training per machine)")  # fmt: skip
+    p.add_argument("--pool", default=None, metavar="WORK_POOL",
+                   help="register the deployment on this work pool and exit")  # fmt: skip
     args = p.parse_args(argv)
+    if args.pool:
+        deploy_to_pool(args.pool, args.name, args.params, args.set, args.fail_on_reject)
+        print(f"deployment dynamix-pipeline/{args.name} on work pool {args.pool}; start a worker "
+              f"with: prefect worker start --pool {args.pool}")  # fmt: skip
+        return
     # the runs' subprocesses inherit this: dynamix and flows logs reach the Prefect UI
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dynamix,flows")
     from prefect import serve
