@@ -17,14 +17,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Benchmark modules, imported by run.py; add a module here to plug new benchmarks in.
-MODULES = ("bench_eval",)
+MODULES = (
+    "bench_eval",
+    "bench_relabel",
+    "bench_centroids",
+    "bench_sampler",
+    "bench_input",
+    "bench_train",
+    "bench_pipeline",
+)
+
+
+class SkipBenchmark(Exception):
+    """Raised by a benchmark that cannot run here (e.g. no GPU): no entry is written."""
 
 
 @dataclass
 class Measurement:
     """What a benchmark returns. ``seconds``: the measured code (best of the repeats);
     ``baseline_seconds``: the reference it is compared with (None if none);
-    ``peak_rss_gib``: peak resident memory of the measured code, inputs included."""
+    ``peak_rss_gib``: peak resident memory of the measured code, inputs included.
+    ``params`` may hold ``sizes`` (the table's size label) and ``rows`` (a list of dicts
+    with the same keys, rendered as an extra table, e.g. a scaling series)."""
 
     seconds: float
     peak_rss_gib: float

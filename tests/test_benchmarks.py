@@ -1,0 +1,129 @@
+"""The benchmark suite in quick mode: every case runs through the real runner and reports
+sane numbers; the runner renders rows, skips GPU-only cases on CPU, refreshes the README."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+sys.path[:0] = [str(BENCH)]
+
+import run as runner  # noqa: E402
+from relabel_world import make_world  # noqa: E402
+
+CPU_CASES = [
+    "relabel_1m_100k", "relabel_1m_100k_d768", "centroid_update", "sampler",
+    "input_pipeline", "train_step_cpu", "train_step_gpu",
+]  # fmt: skip
+
+
+def run_quick(tmp_path: Path, names: list[str]) -> dict:
+    out = tmp_path / "quick.json"
+    cmd = [sys.executable, str(BENCH / "run.py"), "--quick", "--max-wait", "0",
+           "--results", str(out), "--only", *names]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.with_suffix(".md").exists()
+    print(proc.stdout)  # per-case wall times, shown by pytest -s or on failure
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory) -> dict:
+    return run_quick(tmp_path_factory.mktemp("bench"), CPU_CASES)
+
+
+def test_every_quick_case_reports_time_memory_and_sizes(quick_results):
+    expected = set(CPU_CASES) - (set() if torch.cuda.is_available() else {"train_step_gpu"})
+    assert set(quick_results) == expected  # no GPU: train_step_gpu skipped, no entry
+    for name, r in quick_results.items():
+        assert r["seconds"] > 0 and 0 < r["peak_rss_gib"] < 8, name
+        assert r["params"]["quick"] is True and r["params"]["sizes"], name
+        assert r["machine"]["cores"] >= 1
+        if r["baseline_seconds"] is not None:
+            assert r["baseline_seconds"] > 0 and r["ratio_vs_baseline"] > 0, name
+
+
+def test_relabel_rounds_fix_labels_and_baselines_agree(quick_results):
+    r = quick_results["relabel_1m_100k"]["params"]
+    assert r["num_images"] == 10_000 and r["num_ids"] == 1_000 and r["dim"] == 256
+    assert r["round"]["images_filtered"] > 0 and r["round"]["ids_merged"] > 0
+    assert r["label_quality_after"]["ari"] > r["label_quality_before"]["ari"]
+    small = r["rows"][0]
+    assert small["images"] == 2_000 and small["dense_same_labels"] == 1.0  # same decisions
+    assert isinstance(small["dbscan_s"], float) and small["dbscan_ari"] > 0.5
+    assert quick_results["relabel_1m_100k_d768"]["params"]["dim"] == 768
+
+
+def test_centroid_update_is_flat_in_the_number_of_ids(quick_results):
+    p = quick_results["centroid_update"]["params"]
+    assert [row["ids"] for row in p["rows"][:3]] == [1_000, 10_000, 100_000]
+    assert p["max_abs_diff_vs_dense"] < 1e-5
+    assert all(row["ours_rss_growth_mib"] < 16 for row in p["rows"])
+
+
+def test_sampler_memory_stays_flat(quick_results):
+    p = quick_results["sampler"]["params"]
+    assert p["num_images"] == 100_000 and p["batches_drawn"] == 500
+    assert abs(p["rss_growth_over_epoch_mib"]) < 32
+    assert p["baseline_epoch_images"] > 50_000  # the whole epoch, built before batch 1
+
+
+def test_input_and_train_cases_measure_both_sizes_and_models(quick_results):
+    rows = quick_results["input_pipeline"]["params"]["rows"]
+    assert [r["size"] for r in rows] == ["128×64", "256×128"]
+    assert all(r["main_img_s"] > 0 and r["baseline_v1_img_s"] > 0 for r in rows)
+    (row,) = quick_results["train_step_cpu"]["params"]["rows"]
+    assert row["model"] == "ViT-S/16" and row["batch"] == 8 and row["gflop_per_step"] > 0
+
+
+def test_synthetic_relabel_world_has_the_requested_noise():
+    w = make_world(20_000, 2_000, 32, seed=3)
+    assert w.features.shape == (20_000, 32) and w.features.dtype == np.float32
+    assert np.allclose(np.linalg.norm(w.features, axis=1), 1.0, atol=1e-5)
+    assert np.bincount(w.labels).min() == 10
+    assert 0.02 < (w.true_ids == -1).mean() < 0.04  # junk
+    assert w.num_persons == 2_000 - 300  # 15 % duplicate ids
+
+
+def test_render_markdown_sizes_and_row_tables():
+    machine = {"cpu": "X", "cores": 2, "ram_gib": 1.0, "torch": "t", "torch_threads": 2,
+               "device": "cpu", "python": "3", "load_avg_1m": 0.0}  # fmt: skip
+    results = {
+        "a": {"seconds": 2.0, "peak_rss_gib": 1.0, "baseline_seconds": 4.0,
+              "ratio_vs_baseline": 2.0, "machine": machine,
+              "params": {"sizes": "1M img", "rows_title": "scaling",
+                         "rows": [{"n": 10_000, "s": 0.5}, {"n": 1_000_000, "s": "not run"}]}},
+    }  # fmt: skip
+    md = runner.render_markdown(results)
+    assert "| `a` | 1M img | 2.000 | 4.000 | 2.0× | 1.00 | M1 |" in md
+    assert "`a`: scaling" in md and "| 10,000 | 0.5 |" in md and "| 1,000,000 | not run |" in md
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{runner.README_BEGIN}\nold\n{runner.README_END}\nbottom\n")
+    assert runner.update_readme("new table\n", readme)
+    begin, end = runner.README_BEGIN, runner.README_END
+    assert readme.read_text() == f"top\n{begin}\nnew table\n{end}\nbottom\n"
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not runner.update_readme("x", plain) and plain.read_text() == "no markers\n"
+
+
+@pytest.mark.slow
+def test_pipeline_overhead_quick(tmp_path):
+    """Two tiny pipeline-flow runs and two direct runs (minutes on 2 busy cores)."""
+    r = run_quick(tmp_path, ["pipeline_overhead"])["pipeline_overhead"]
+    rows = r["params"]["rows"]
+    assert [row["steps"] for row in rows] == [2, 6]
+    assert all(row["direct_s"] > 0 and row["wrapped_s"] > 0 for row in rows)
+    assert r["baseline_seconds"] == rows[-1]["direct_s"]
