@@ -41,6 +41,8 @@ class CheckpointInfo:
     encoder: str
     arch: str
     img_size: tuple[int, int]  # (H, W) the model was trained at
+    depth: int | None = None  # transformer blocks; None = the arch's own
+    global_pool: str = "token"
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -80,7 +82,12 @@ def checkpoint_info(
         raise DynamixError(
             f"{path}: checkpoint params lack model.arch/img_height/img_width ({exc!r}); {_HINT}"
         ) from exc
-    return CheckpointInfo(str(path), int(state.get("step", 0)), which, arch, img_size)
+    depth = model.get("depth")
+    pool = str(model.get("global_pool") or "token")
+    return CheckpointInfo(
+        str(path), int(state.get("step", 0)), which, arch, img_size,
+        None if depth is None else int(depth), pool,
+    )  # fmt: skip
 
 
 def encoder_weights(state: dict[str, Any], which: str) -> dict[str, torch.Tensor]:
@@ -102,7 +109,10 @@ def build_encoder(
     """ReIDModel of the checkpoint's architecture with ``which`` encoder's weights, eval mode."""
     info = checkpoint_info(state, path, which)
     weights = encoder_weights(state, which)
-    model = ReIDModel(info.arch, info.img_size, pretrained_path=None, drop_path_rate=0.0)
+    model = ReIDModel(
+        info.arch, info.img_size, pretrained_path=None, drop_path_rate=0.0,
+        depth=info.depth, global_pool=info.global_pool,
+    )  # fmt: skip
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHITECTURES = ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224")
+POOLS = ("token", "avg")  # CLS token, or the mean of the patch tokens
 # A pretrained file's classifier is dropped on purpose: the re-ID model has no head.
 _IGNORED_KEYS = ("head.weight", "head.bias")
 
@@ -57,21 +58,28 @@ class ReIDModel(nn.Module):
         img_size: tuple[int, int] = (256, 128),
         pretrained_path: str | os.PathLike[str] | None = None,
         drop_path_rate: float = 0.0,
+        depth: int | None = None,
+        global_pool: str = "token",
     ) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
             raise DynamixError(
                 f"model arch {arch!r} is not supported; use one of {', '.join(ARCHITECTURES)}"
             )
+        if global_pool not in POOLS:
+            raise DynamixError(f"model global_pool {global_pool!r}: use one of {', '.join(POOLS)}")
         self.arch = arch
         self.img_size = (int(img_size[0]), int(img_size[1]))
+        self.depth, self.global_pool = depth, global_pool
+        extra = {} if depth is None else {"depth": int(depth)}  # None: the arch's own depth
         self.backbone = timm.create_model(
             arch,
             pretrained=False,
             img_size=self.img_size,
             num_classes=0,
-            global_pool="token",
+            global_pool=global_pool,
             drop_path_rate=drop_path_rate,
+            **extra,
         )
         if pretrained_path is not None:
             load_backbone_weights(self.backbone, pretrained_path)

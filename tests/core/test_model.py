@@ -137,3 +137,12 @@ def test_few_steps_of_centroid_loss_reduce_it():
         bank.update(momentum(x), labels, momentum=0.5)
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_depth_and_average_pooling_are_configurable():
+    shallow = seeded_model(depth=2, global_pool="avg")
+    assert len(shallow.backbone.blocks) == 2 and shallow.backbone.global_pool == "avg"
+    out = shallow.eval()(images(3))
+    assert out.shape == (3, 192) and torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    with pytest.raises(DynamixError, match="global_pool 'max'"):
+        ReIDModel(ARCH, img_size=SIZE, global_pool="max")
