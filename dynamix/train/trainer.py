@@ -49,7 +49,7 @@ from dynamix.config import Params, to_dict
 from dynamix.data.images import ManifestImageDataset, build_transforms
 from dynamix.errors import DynamixError
 from dynamix.io import write_json_atomic
-from dynamix.losses import CentroidLoss, ConsistencyLoss, TripletLoss
+from dynamix.losses import CentroidLoss, ConsistencyLoss, IdentityClassifierLoss, TripletLoss
 from dynamix.model import MomentumEncoder, ReIDModel
 from dynamix.relabel import label_quality, relabel_round
 from dynamix.sampling import SINGLE, MixedBatchSampler
@@ -119,12 +119,24 @@ class Trainer:
 
         # model, momentum encoder, centroid bank, optimizer, losses
         self.model = ReIDModel(
-            mcfg.arch, self.img_size, mcfg.pretrained_path, mcfg.drop_path_rate
-        ).to(self.device)
+            mcfg.arch, self.img_size, mcfg.pretrained_path, mcfg.drop_path_rate,
+            depth=mcfg.depth, global_pool=mcfg.global_pool,
+        ).to(self.device)  # fmt: skip
         self.momentum = MomentumEncoder(self.model, mcfg.momentum, mcfg.momentum_warmup)
         self.bank = CentroidBank(num_ids, self.model.embed_dim, cfg.centroid_dtype, self.device)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
         lc = cfg.loss
+        # ID cross-entropy: one classifier row per multi-camera id (−1 = single-camera id).
+        multi_ids = np.unique(self.initial_labels[~self.single_images])
+        self.class_of = np.full(num_ids, -1, dtype=np.int64)  # (C,)
+        self.class_of[multi_ids] = np.arange(len(multi_ids))
+        self.id_loss = None
+        trainable = [*param_groups(self.model, cfg.weight_decay)]
+        if lc.w_id > 0:
+            self.id_loss = IdentityClassifierLoss(
+                self.model.embed_dim, len(multi_ids), lc.id_temperature, lc.id_label_smoothing
+            ).to(self.device)
+            trainable.append({"params": list(self.id_loss.parameters()), "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
         self.centroid_loss = CentroidLoss(lc.temperature, lc.num_negatives, lc.hard_fraction)
         self.triplet_loss = TripletLoss(lc.triplet_margin)
         self.consistency_loss = ConsistencyLoss(lc.consistency_kind, lc.temperature)
@@ -205,6 +217,10 @@ class Trainer:
                 online, labels, self.bank.centroids, weights=weights,
                 valid_mask=self.bank.initialized, generator=self.loss_generator,
             )  # fmt: skip
+        if self.id_loss is not None:
+            classes = torch.from_numpy(self.class_of[np.maximum(self.labels[idx], 0)])
+            classes[labels.cpu() < 0] = -1
+            parts["id"] = lc.w_id * self.id_loss(online, classes.to(self.device))
         parts["triplet"] = lc.w_triplet * self.triplet_loss(online, labels, groups)
         kl_centroids = self.bank.centroids if lc.consistency_kind == "kl" else None
         parts["consistency"] = lc.w_consistency * self.consistency_loss(
@@ -369,6 +385,7 @@ class Trainer:
             "labels": torch.from_numpy(self.labels.copy()),
             "sampler": self.sampler.state_dict(consumed=self.step),
             "optimizer": self.optimizer.state_dict(),
+            "id_classifier": None if self.id_loss is None else self.id_loss.state_dict(),
             "rng": rng,
             "params": to_dict(self.params),
         }
@@ -384,6 +401,13 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.momentum.load_state_dict(state["momentum"])
         self.bank.load_state_dict(state["bank"])
+        if self.id_loss is not None:
+            if state.get("id_classifier") is None:
+                raise DynamixError(
+                    f"{self.out_dir / 'last.pt'}: checkpoint has no ID classifier but "
+                    "train.loss.w_id > 0; resume with the run's own params or start anew"
+                )
+            self.id_loss.load_state_dict(state["id_classifier"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.relabel_rounds = int(state["step"]), int(state["relabel_rounds"])
         self.best_map, self.best_step = float(state["best_map"]), int(state["best_step"])

@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynamix.losses import CentroidLoss, ConsistencyLoss, TripletLoss, sample_negatives
+from dynamix.losses import (
+    CentroidLoss,
+    ConsistencyLoss,
+    IdentityClassifierLoss,
+    TripletLoss,
+    sample_negatives,
+)
 
 
 def normed(x: torch.Tensor) -> torch.Tensor:
@@ -159,3 +165,35 @@ def test_consistency_kl_zero_for_equal_views_and_positive_otherwise():
     assert kl(feats, feats.roll(1, 0), centroids).item() > 0
     with pytest.raises(ValueError, match="centroids"):
         kl(feats, feats)
+
+
+# --- ID cross-entropy (cosine classifier) -------------------------------------------
+
+
+def test_id_loss_is_cross_entropy_of_cosine_logits_and_skips_non_multi_camera():
+    loss_fn = IdentityClassifierLoss(dim=2, num_classes=2, temperature=0.5, label_smoothing=0.0)
+    with torch.no_grad():
+        loss_fn.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))  # normalised: e1, e2
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    classes = torch.tensor([0, -1, 1])  # the middle one is a single-camera image
+    logits = torch.tensor([[1.0, 0.0], [0.6, 0.8]]) / 0.5
+    want = F.cross_entropy(logits, torch.tensor([0, 1]))
+    assert loss_fn(feats, classes).item() == pytest.approx(want.item(), rel=1e-6)
+    none = loss_fn(feats, torch.full((3,), -1))
+    assert (none.item() == 0.0 and none.requires_grad is False) or none.grad_fn is not None
+
+
+def test_id_loss_training_separates_the_classes():
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.nn.Parameter(normed(torch.randn(8, 16, generator=gen)))
+    classes = torch.arange(8) % 4
+    loss_fn = IdentityClassifierLoss(dim=16, num_classes=4)
+    opt = torch.optim.SGD([feats, *loss_fn.parameters()], lr=0.05)
+    first = None
+    for _ in range(30):
+        loss = loss_fn(normed(feats), classes)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first

@@ -179,3 +179,43 @@ def test_a_collapsing_relabel_round_is_rejected_and_undone(params_file, tmp_path
     assert (trainer.labels == labels).all() and trainer.relabel_rounds == 0
     assert torch.equal(trainer.bank.centroids, bank["centroids"])
     assert torch.equal(trainer.bank.counts, bank["counts"])
+
+
+def test_id_loss_trains_a_classifier_that_resumes_with_the_run(params_file, tmp_path):
+    out = tmp_path / "id"
+    params = tiny(params_file, out, "train.loss.w_id=1.0", "train.relabel.enabled=false")
+    trainer = Trainer(params)
+    assert trainer.id_loss is not None
+    multi = trainer.class_of[trainer.initial_labels[~trainer.single_images]]
+    assert (multi >= 0).all() and trainer.id_loss.weight.shape[0] == len(set(multi.tolist()))
+    assert (trainer.class_of[trainer.single_ids] == -1).all()  # no row for single-camera ids
+    before = trainer.id_loss.weight.detach().clone()
+    trainer.fit()
+    steps = events(out, "step")
+    assert all(math.isfinite(r["loss_id"]) and r["loss_id"] > 0 for r in steps)
+    state = load_checkpoint(out / "last.pt")
+    assert not torch.equal(state["id_classifier"]["weight"], before)  # it was optimised
+    resumed = Trainer(params, resume=True)
+    assert torch.equal(resumed.id_loss.weight, state["id_classifier"]["weight"])
+
+    plain = tmp_path / "plain"  # a run without the classifier cannot resume with one
+    train(tiny(params_file, plain, "train.relabel.enabled=false", "train.iters=3"))
+    with pytest.raises(DynamixError, match="no ID classifier"):
+        Trainer(tiny(params_file, plain, "train.relabel.enabled=false", "train.loss.w_id=1.0"),
+                resume=True)  # fmt: skip
+
+
+def test_cli_writes_dvc_metrics_and_plot_tables(params_file, tmp_path):
+    out, curves, metrics_file = tmp_path / "run", tmp_path / "curves", tmp_path / "m" / "t.json"
+    argv = ["train", "--params", str(params_file), "--no-progress", "--set", f"train.out_dir={out}",
+            "--metrics-out", str(metrics_file), "--curves-dir", str(curves)]  # fmt: skip
+    assert cli_main([*argv, *(a for s in TINY for a in ("--set", s))]) == 0
+    assert json.loads(metrics_file.read_text()) == json.loads((out / "metrics.json").read_text())
+    steps = (curves / "steps.csv").read_text().splitlines()
+    assert steps[0].startswith("step,loss,") and steps[-1].startswith("6,")
+    evals = (curves / "eval.csv").read_text().splitlines()
+    assert evals[0] == "step,target,rank1,rank5,rank10,mAP,mINP"
+    last = {tuple(row.split(",")[:2]) for row in evals[1:]}
+    assert {("6", "market-syn"), ("6", "night-syn"), ("3", "market-syn")} <= last
+    relabel = (curves / "relabel.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in relabel[1:]] == ["2", "4"]
