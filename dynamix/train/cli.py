@@ -49,6 +49,14 @@ def _handler(args: argparse.Namespace) -> int:
     if args.progress:
         trainer.callbacks.append(progress_callback(params.train.iters, trainer.step))
     metrics = trainer.fit()
+    if args.metrics_out:
+        from dynamix.io import write_json_atomic
+
+        write_json_atomic(args.metrics_out, metrics)
+    if args.curves_dir:
+        from dynamix.train.curves import write_curves
+
+        write_curves(trainer.out_dir, args.curves_dir)
     log.info(
         "done: mean target mAP %.4f (best %.4f at step %d); outputs in %s",
         metrics["mean_mAP"], metrics["best_mean_mAP"], metrics["best_step"], trainer.out_dir,
@@ -63,6 +71,10 @@ def register(subparsers: Any) -> None:
                    help="override a params.yaml key, e.g. train.iters=50")  # fmt: skip
     p.add_argument("--resume", action="store_true",
                    help="continue from <train.out_dir>/last.pt (full state)")  # fmt: skip
+    p.add_argument("--metrics-out", metavar="PATH",
+                   help="also write the final metrics here (DVC: metrics/train.json)")  # fmt: skip
+    p.add_argument("--curves-dir", metavar="DIR",
+                   help="write steps.csv, eval.csv, relabel.csv (dvc plots) into DIR")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (logs only)")  # fmt: skip
     p.set_defaults(func=_handler)
