@@ -256,7 +256,7 @@ class Trainer:
         # (P + 3,) [loss, parts..., batch size, single images], averaged over the ranks: every
         # rank logs (and checks) the global values, so a non-finite loss stops them all
         report = torch.tensor(
-            [*(float(v) for v in (loss, *parts.values())), len(idx), int(groups.sum())],
+            [*(float(v.detach()) for v in (loss, *parts.values())), len(idx), int(groups.sum())],
             dtype=torch.float32, device=self.device,
         )  # fmt: skip
         distributed.all_reduce_mean_([report])
