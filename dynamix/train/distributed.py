@@ -152,3 +152,24 @@ def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
     for t in tensors:
         dist.all_reduce(t)
         t.div_(n)
+
+
+@torch.no_grad()
+def all_reduce_grads_(params: list[torch.nn.Parameter], device: torch.device) -> None:
+    """Average the gradients of ``params`` (parameters outside DDP) across the ranks.
+
+    A parameter without a gradient on some rank (not in that rank's graph) gets zeros
+    there, unless no rank has one: then it stays ``None`` everywhere, as in one process
+    (so AdamW skips it, as it would).
+    """
+    if not is_distributed() or not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float, device=device)
+    all_reduce_mean_([has])  # (P,) > 0: some rank has a gradient
+    grads = []
+    for p, used in zip(params, has.tolist(), strict=True):
+        if used > 0:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    all_reduce_mean_(grads)

@@ -265,8 +265,7 @@ class Trainer:
             raise DynamixError(f"loss is {report[0]} at step {self.step}; lower train.lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.world_size > 1:
-            self._sync_extra_grads()
+        distributed.all_reduce_grads_(self.extra_params, self.device)  # DDP did the model's
         clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
@@ -283,25 +282,6 @@ class Trainer:
                        batch=round(report[-2] * n),
                        single_images=round(report[-1] * n))  # fmt: skip
         return metrics
-
-    def _sync_extra_grads(self) -> None:
-        """Average the gradients of optimized parameters outside DDP across the ranks.
-
-        A parameter without a gradient on some rank (not in that rank's graph) gets zeros
-        there, unless no rank has one: then it stays ``None`` everywhere, as in one process.
-        """
-        if not self.extra_params:
-            return
-        has = torch.tensor([p.grad is not None for p in self.extra_params], dtype=torch.float,
-                           device=self.device)  # fmt: skip
-        distributed.all_reduce_mean_([has])
-        grads = []
-        for p, used in zip(self.extra_params, has.tolist(), strict=True):
-            if used > 0:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                grads.append(p.grad)
-        distributed.all_reduce_mean_(grads)
 
     # ---- relabeling and evaluation -----------------------------------------------------
     def relabel(self) -> dict[str, Any]:

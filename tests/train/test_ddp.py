@@ -63,6 +63,12 @@ def _collectives(rank: int, world: int, init_file: str, out: str) -> None:
         distributed.broadcast_([halves])
         mean = torch.tensor([float(rank)])
         distributed.all_reduce_mean_([mean])
+        # parameters outside DDP (e.g. a classifier): a grad on both ranks, on rank 1 only, none
+        extra = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
+        extra[0].grad = torch.full((2,), rank + 1.0)
+        if rank == 1:
+            extra[1].grad = torch.full((2,), 2.0)
+        distributed.all_reduce_grads_(extra, torch.device("cpu"))
         result = {
             "gathered": gathered,
             "bank": bank.state_dict(),
@@ -71,6 +77,7 @@ def _collectives(rank: int, world: int, init_file: str, out: str) -> None:
             "object": distributed.broadcast_object({"rank": rank}),
             "objects": distributed.all_gather_object(rank),
             "main": distributed.is_main(),
+            "extra_grads": [None if p.grad is None else p.grad.tolist() for p in extra],
         }
         torch.save(result, Path(out) / f"rank{rank}.pt")
     finally:
@@ -87,6 +94,7 @@ def test_collectives_give_every_rank_the_same_rank_ordered_result(tmp_path):
         assert r["gathered"][1].tolist() == [0, 1, 2, 3, 4, 5]
         assert r["halves"].tolist() == [1.0] * 5 and r["mean"].item() == 0.5
         assert r["object"] == {"rank": 0} and r["objects"] == [0, 1]
+        assert r["extra_grads"] == [[1.5, 1.5], [1.0, 1.0], None]  # zeros stand in on rank 0
     assert r0["main"] and not r1["main"]
     single = CentroidBank(6, 4, "fp16")  # one process, the whole global batch
     single.update(feats, torch.tensor([0, 1, 2, 3, 0, 1]), 0.5)
