@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from dynamix.errors import DynamixError
@@ -47,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    rank = f"[rank {os.environ['RANK']}] " if "RANK" in os.environ else ""  # under torchrun
     logging.basicConfig(
         level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {rank}%(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     if not getattr(args, "func", None):

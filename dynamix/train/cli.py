@@ -1,7 +1,8 @@
 """``dynamix train``: train (or resume) DynaMix with the settings in params.yaml.
 
 The CLI owns the progress bar (a :class:`~dynamix.train.callbacks.Callback` around tqdm);
-the trainer itself only logs.
+the trainer itself only logs. Multi-process: ``torchrun --nproc_per_node=N -m dynamix.cli
+train ...`` (one process per GPU; the bar and the files come from rank 0).
 """
 
 from __future__ import annotations
@@ -42,13 +43,19 @@ def progress_callback(total: int, initial: int):
 
 
 def _handler(args: argparse.Namespace) -> int:
+    from dynamix.train import distributed
     from dynamix.train.trainer import Trainer
 
     params = load_params(args.params, args.set)
-    trainer = Trainer(params, resume=args.resume)
-    if args.progress:
-        trainer.callbacks.append(progress_callback(params.train.iters, trainer.step))
-    metrics = trainer.fit()
+    try:  # under torchrun the Trainer joins the process group; leave it on every exit
+        trainer = Trainer(params, resume=args.resume)
+        if args.progress and trainer.is_main:
+            trainer.callbacks.append(progress_callback(params.train.iters, trainer.step))
+        metrics = trainer.fit()
+    finally:
+        distributed.cleanup()
+    if not trainer.is_main:
+        return 0
     if args.metrics_out:
         from dynamix.io import write_json_atomic
 

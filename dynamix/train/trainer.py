@@ -28,12 +28,24 @@ never draws from the global RNG). A checkpoint holds all of them plus the global
 ends bit-identical to an uninterrupted one with ``num_workers=0`` on the CPU. With
 workers, the batches are still identical (the sampler replays prefetched batches) but
 the augmentations after the resume differ (worker RNGs are reseeded from the step).
-DDP is not implemented; its seam is ``gather_fn`` of :meth:`CentroidBank.update`.
+
+Multi-process (DDP, ``torchrun --nproc_per_node=N``; :mod:`dynamix.train.distributed`):
+every rank draws its *own* batch (sampler, augmentation, negatives and loader seeds are
+``seed + 1000·rank``, so rank 0 of N runs the single-process streams) and the online
+model is wrapped in ``DistributedDataParallel`` (gradients averaged; parameters outside
+it, e.g. a classifier, are all-reduced by hand; BN-neck running statistics are rank 0's,
+copied to all ranks after every step). The state that must stay identical is kept so by
+construction: ``bank.update`` all-gathers the momentum features of every rank first, and
+the bank initialisation, the relabeling rounds and the evaluation run on rank 0 only,
+their results (bank, labels, metrics) broadcast. Only rank 0 writes files and calls the
+callbacks; a checkpoint also holds every rank's sampler and RNG states (``ranks``), so a
+resume with the same N continues each rank's stream (exact on the CPU, as above).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from dynamix.centroids import CentroidBank, group_sum
@@ -53,6 +66,7 @@ from dynamix.losses import CentroidLoss, ConsistencyLoss, IdentityClassifierLoss
 from dynamix.model import MomentumEncoder, ReIDModel
 from dynamix.relabel import label_quality, relabel_round
 from dynamix.sampling import SINGLE, MixedBatchSampler
+from dynamix.train import distributed
 from dynamix.train.callbacks import Callback, JsonlLogger
 from dynamix.train.data import target_splits, train_table, true_ids
 from dynamix.train.features import extract_features
@@ -87,7 +101,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 class Trainer:
-    """Builds the run from ``params`` (fresh, or from ``<out_dir>/last.pt`` with ``resume``)."""
+    """Builds the run from ``params`` (fresh, or from ``<out_dir>/last.pt`` with ``resume``).
+
+    Under torchrun (``WORLD_SIZE`` > 1) it starts the process group itself; callbacks run
+    on rank 0 only (``dynamix train`` tears the group down at the end).
+    """
 
     def __init__(
         self, params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()
@@ -95,14 +113,17 @@ class Trainer:
         self.params, self.cfg = params, params.train
         cfg, mcfg = self.cfg, params.model
         self.out_dir = Path(cfg.out_dir)
-        self.device = resolve_device(cfg.device)
+        self.device = distributed.init_from_env(resolve_device(cfg.device))
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        seed = distributed.rank_seed(cfg.seed, self.rank)  # = cfg.seed on rank 0
         self.amp = cfg.amp and self.device.type == "cuda"  # bf16: no loss scaler needed
         if cfg.eval_model not in ("momentum", "online"):
             raise DynamixError(
                 f"train.eval_model must be momentum or online, not {cfg.eval_model!r}"
             )
         state = load_checkpoint(self.out_dir / "last.pt") if resume else None
-        torch.manual_seed(cfg.seed)  # the one global seed; everything else has its own RNG
+        torch.manual_seed(seed)  # the one global seed; everything else has its own RNG
 
         # data: the training table and its live labels (the bank's id space)
         self.table = train_table(params, single_camera=cfg.sampler.single_camera)
@@ -122,7 +143,13 @@ class Trainer:
             mcfg.arch, self.img_size, mcfg.pretrained_path, mcfg.drop_path_rate,
             depth=mcfg.depth, global_pool=mcfg.global_pool,
         ).to(self.device)  # fmt: skip
+        distributed.broadcast_(self.model.state_dict().values())  # ranks start from rank 0's
         self.momentum = MomentumEncoder(self.model, mcfg.momentum, mcfg.momentum_warmup)
+        # forward/backward through DDP; self.model stays the bare module (EMA, checkpoints)
+        self.net: torch.nn.Module = self.model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.bank = CentroidBank(num_ids, self.model.embed_dim, cfg.centroid_dtype, self.device)
         lc = cfg.loss
         # ID cross-entropy: one classifier row per multi-camera id (−1 = single-camera id).
@@ -135,29 +162,39 @@ class Trainer:
             self.id_loss = IdentityClassifierLoss(
                 self.model.embed_dim, len(multi_ids), lc.id_temperature, lc.id_label_smoothing
             ).to(self.device)
+            distributed.broadcast_(self.id_loss.state_dict().values())  # same start everywhere
             trainable.append({"params": list(self.id_loss.parameters()), "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
         self.centroid_loss = CentroidLoss(lc.temperature, lc.num_negatives, lc.hard_fraction)
         self.triplet_loss = TripletLoss(lc.triplet_margin)
         self.consistency_loss = ConsistencyLoss(lc.consistency_kind, lc.temperature)
-        self.loss_generator = torch.Generator().manual_seed(cfg.seed)
+        self.loss_generator = torch.Generator().manual_seed(seed)
+        # optimized parameters DDP does not average: the ID classifier's
+        own = {id(p) for p in self.model.parameters()}
+        self.extra_params = [
+            p for g in self.optimizer.param_groups for p in g["params"] if id(p) not in own
+        ]
 
         self.step = 0
         self.best_map, self.best_step = float("-inf"), -1
         self.last_eval: dict[str, Any] = {}
         self.relabel_rounds = 0
+        mine = None if state is None else self._rank_part(state)  # this rank's sampler/RNGs
         if state is not None:
-            self._load(state)
+            self._load(state, mine)
         else:
             self.init_bank()
         self.sampler = self._build_sampler()
-        if state is not None:
-            self.sampler.load_state_dict(state["sampler"])
+        if mine is not None:
+            self.sampler.load_state_dict(mine["sampler"])
         self.dataset = ManifestImageDataset(
             self.paths, transform=build_transforms(self.img_size, train=True), two_views=True
         )
         resume_step = self.step if resume else None
-        self.callbacks = [JsonlLogger(self.out_dir, resume_step), *callbacks]
+        self.callbacks = [*([JsonlLogger(self.out_dir, resume_step)] if self.is_main else []),
+                          *callbacks]  # fmt: skip
+        backend = torch.distributed.get_backend() if self.world_size > 1 else "none"
+        log.info("training on %s: world size %d, backend %s", self.device, self.world_size, backend)
 
     # ---- setup -------------------------------------------------------------------------
     def _features(self, encoder: torch.nn.Module, paths: Sequence[str]) -> torch.Tensor:
@@ -167,13 +204,18 @@ class Trainer:
         )  # fmt: skip
 
     def init_bank(self) -> None:
-        """Centroids = mean momentum feature per id over every train image (one pass)."""
-        t0 = time.perf_counter()
-        feats = self._features(self.momentum, self.paths)  # (N, D)
-        self.bank.init_from(feats, torch.from_numpy(self.labels))
-        self.bank.finish_init()
-        log.info("centroid bank: %d ids from %d images in %.1fs", self.bank.num_ids,
-                 len(self.paths), time.perf_counter() - t0)  # fmt: skip
+        """Centroids = mean momentum feature per id over every train image (one pass).
+
+        Under DDP rank 0 makes the pass and broadcasts the bank (the others wait).
+        """
+        if self.is_main:
+            t0 = time.perf_counter()
+            feats = self._features(self.momentum, self.paths)  # (N, D)
+            self.bank.init_from(feats, torch.from_numpy(self.labels))
+            self.bank.finish_init()
+            log.info("centroid bank: %d ids from %d images in %.1fs", self.bank.num_ids,
+                     len(self.paths), time.perf_counter() - t0)  # fmt: skip
+        distributed.broadcast_([self.bank.centroids, self.bank.counts])
 
     def _build_sampler(self) -> MixedBatchSampler:
         sc = self.cfg.sampler
@@ -181,12 +223,13 @@ class Trainer:
             self.labels, self.table["train_camid"].to_numpy(), self.single_images,
             p_m=sc.p_m if sc.single_camera else sc.p_m + sc.p_s, p_s=sc.p_s, k=sc.k,
             matching=sc.matching, single_camera=sc.single_camera, centroids=self.bank,
-            seed=self.cfg.seed,
+            seed=distributed.rank_seed(self.cfg.seed, self.rank),  # each rank its own batches
         )  # fmt: skip
 
     def _loader(self) -> DataLoader:
         # A dedicated generator: creating the iterator must not draw from the global RNG.
-        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        seed = distributed.rank_seed(self.cfg.seed, self.rank)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + self.step)
         return DataLoader(
             self.dataset, batch_sampler=self.sampler, num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda", generator=generator,
@@ -208,7 +251,7 @@ class Trainer:
         view1, view2 = view1.to(self.device), view2.to(self.device)
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            online = self.model(view2)  # (B, D)
+            online = self.net(view2)  # (B, D); under DDP the backward averages gradients
             target = self.momentum(view1)  # (B, D), no grad
         parts: dict[str, torch.Tensor] = {}
         if lc.centroid:
@@ -227,24 +270,58 @@ class Trainer:
             online, target, kl_centroids
         )
         loss = sum(parts.values())
-        if not torch.isfinite(loss):
-            raise DynamixError(f"loss is {loss.item()} at step {self.step}; lower train.lr")
+        # (P + 3,) [loss, parts..., batch size, single images], averaged over the ranks: every
+        # rank logs (and checks) the global values, so a non-finite loss stops them all
+        report = torch.tensor(
+            [*(float(v.detach()) for v in (loss, *parts.values())), len(idx), int(groups.sum())],
+            dtype=torch.float32, device=self.device,
+        )  # fmt: skip
+        distributed.all_reduce_mean_([report])
+        report = report.tolist()
+        if not math.isfinite(report[0]):
+            raise DynamixError(f"loss is {report[0]} at step {self.step}; lower train.lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.all_reduce_grads_(self.extra_params, self.device)  # DDP did the model's
         clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
+        # BN-neck running statistics saw only this rank's batch: keep rank 0's everywhere
+        distributed.broadcast_([b for b in self.model.buffers() if b.is_floating_point()])
         self.momentum.update(self.model, step=self.step)
-        self.bank.update(target.float(), labels, cfg.centroid_momentum)  # DDP: gather_fn here
+        self.bank.update(
+            target.float(), labels, cfg.centroid_momentum, gather_fn=distributed.all_gather
+        )  # every rank's batch, same update
         self.step += 1
-        metrics = {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
-        metrics.update(loss=float(loss.detach()), lr=lr, grad_norm=float(grad_norm),
-                       batch=len(idx), single_images=int(groups.sum()))  # fmt: skip
+        n = self.world_size
+        metrics = {f"loss_{k}": v for k, v in zip(parts, report[1:-2], strict=True)}
+        metrics.update(loss=report[0], lr=lr, grad_norm=float(grad_norm),
+                       batch=round(report[-2] * n),
+                       single_images=round(report[-1] * n))  # fmt: skip
         return metrics
 
     # ---- relabeling and evaluation -----------------------------------------------------
     def relabel(self) -> dict[str, Any]:
-        """One relabeling round on the single-camera images (momentum features, no grad)."""
+        """One relabeling round on the single-camera images (momentum features, no grad).
+
+        Under DDP rank 0 runs the round; the other ranks wait, then take its bank and, if
+        the round was accepted, its labels (one deterministic result, not N recomputations
+        that would have to agree).
+        """
+        stats = self._relabel_round() if self.is_main else None
+        if self.world_size > 1:
+            stats = distributed.broadcast_object(stats)
+            distributed.broadcast_([self.bank.centroids, self.bank.counts])
+            if not stats["rejected"]:
+                labels = torch.from_numpy(self.labels.copy()).to(self.device)  # (N,) int64
+                distributed.broadcast_([labels])
+                if not self.is_main:
+                    self.labels = labels.cpu().numpy()
+                    self.sampler.update_labels(self.labels)  # deterministic: rank 0's passed
+                    self.relabel_rounds += 1
+        return stats
+
+    def _relabel_round(self) -> dict[str, Any]:
         rc = self.cfg.relabel
         rows = np.flatnonzero(self.single_images)
         t0 = time.perf_counter()
@@ -281,12 +358,30 @@ class Trainer:
         else:
             self.labels = new_labels
             self.relabel_rounds += 1
-        for cb in self.callbacks:
-            cb.on_relabel(self.step, stats)
+        self._emit("on_relabel", stats)
         return stats
 
     def evaluate(self) -> dict[str, Any]:
-        """Market-1501 metrics on every target; updates ``best.pt`` by mean target mAP."""
+        """Market-1501 metrics on every target; updates ``best.pt`` by mean target mAP.
+
+        Under DDP rank 0 evaluates and broadcasts the metrics, so every rank keeps the same
+        ``best_map``/``last_eval`` and takes part in saving ``best.pt``.
+        """
+        results = self._evaluate_targets() if self.is_main else None
+        results = distributed.broadcast_object(results)
+        mean_map = float(np.mean([r["mAP"] for r in results.values()]))
+        self.last_eval = {"step": self.step, "targets": results, "mean_mAP": mean_map}
+        flat = {f"{n}/{k}": v for n, r in results.items() for k, v in r.items()}
+        self._emit("on_eval", {**flat, "mean_mAP": mean_map})
+        if self.is_main:
+            log.info("step %d: mean target mAP %.4f (%s)", self.step, mean_map,
+                     ", ".join(f"{n} {r['mAP']:.4f}" for n, r in results.items()))  # fmt: skip
+        if mean_map > self.best_map:
+            self.best_map, self.best_step = mean_map, self.step
+            self.save("best.pt")
+        return self.last_eval
+
+    def _evaluate_targets(self) -> dict[str, dict[str, Any]]:
         from dynamix.evaluation import evaluate_features
 
         ev = self.params.evaluation
@@ -301,17 +396,13 @@ class Trainer:
                 max_rank=ev.max_rank, metric=ev.metric, block_size=ev.block_size,
             ).as_dict()  # fmt: skip
             results[name] = {k: result[k] for k in (*EVAL_KEYS, "num_valid_query") if k in result}
-        mean_map = float(np.mean([r["mAP"] for r in results.values()]))
-        self.last_eval = {"step": self.step, "targets": results, "mean_mAP": mean_map}
-        flat = {f"{n}/{k}": v for n, r in results.items() for k, v in r.items()}
-        for cb in self.callbacks:
-            cb.on_eval(self.step, {**flat, "mean_mAP": mean_map})
-        log.info("step %d: mean target mAP %.4f (%s)", self.step, mean_map,
-                 ", ".join(f"{n} {r['mAP']:.4f}" for n, r in results.items()))  # fmt: skip
-        if mean_map > self.best_map:
-            self.best_map, self.best_step = mean_map, self.step
-            self.save("best.pt")
-        return self.last_eval
+        return results
+
+    def _emit(self, event: str, payload: Any) -> None:
+        """Call ``event`` on every callback, on rank 0 only (one log, one MLflow run)."""
+        if self.is_main:
+            for cb in self.callbacks:
+                getattr(cb, event)(self.step, payload)
 
     # ---- the loop ----------------------------------------------------------------------
     def _due(self, every: int) -> bool:
@@ -326,7 +417,8 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until ``train.iters``; returns (and writes) ``<out_dir>/metrics.json``."""
-        write_json_atomic(self.out_dir / "params.json", to_dict(self.params))
+        if self.is_main:
+            write_json_atomic(self.out_dir / "params.json", to_dict(self.params))
         batches = iter(self._loader()) if self.step < self.cfg.iters else iter(())
         tick = time.perf_counter()
         while self.step < self.cfg.iters:
@@ -335,8 +427,7 @@ class Trainer:
             now = time.perf_counter()
             metrics["img_s"] = metrics["batch"] / max(now - tick, 1e-9)
             tick = now
-            for cb in self.callbacks:
-                cb.on_step(self.step, metrics)
+            self._emit("on_step", metrics)
             if self._relabel_due():
                 self.relabel()
             if self._due(self.cfg.eval_every):
@@ -365,14 +456,34 @@ class Trainer:
                 "before": label_quality(self.initial_labels[self.single_images], truth),
                 "after": label_quality(self.labels[self.single_images], truth),
             }
-        write_json_atomic(self.out_dir / "metrics.json", summary)
-        return summary
+        if self.is_main:
+            write_json_atomic(self.out_dir / "metrics.json", summary)
+        return summary  # the same on every rank: its inputs are kept identical
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs; only tensors, numbers, strings, lists and dicts."""
+    def _rank_state(self) -> dict[str, Any]:
+        """The part of the state that differs between DDP ranks: sampler and RNGs."""
         rng = {"torch": torch.get_rng_state(), "loss": self.loss_generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"sampler": self.sampler.state_dict(consumed=self.step), "rng": rng}
+
+    def _rank_part(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """This rank's sampler/RNG state in a checkpoint; None = keep the fresh ones."""
+        ranks = state.get("ranks") or [{"sampler": state["sampler"], "rng": state["rng"]}]
+        if len(ranks) != self.world_size:
+            log.warning("checkpoint written by %d process(es), resumed by %d: ranks from %d "
+                        "on start fresh sampler/RNG streams (the batches differ from an "
+                        "uninterrupted run)", len(ranks), self.world_size, len(ranks))  # fmt: skip
+        return ranks[self.rank] if self.rank < len(ranks) else None
+
+    def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything a resume needs; only tensors, numbers, strings, lists and dicts.
+
+        ``ranks``: every DDP rank's :meth:`_rank_state`, stored under ``"ranks"``; the
+        top-level ``sampler``/``rng`` are this rank's, as in a single-process run.
+        """
+        own = self._rank_state()
+        extra = {} if ranks is None else {"ranks": ranks}
         return {
             "step": self.step,
             "best_map": self.best_map,
@@ -383,14 +494,15 @@ class Trainer:
             "momentum": self.momentum.state_dict(),
             "bank": self.bank.state_dict(),
             "labels": torch.from_numpy(self.labels.copy()),
-            "sampler": self.sampler.state_dict(consumed=self.step),
+            "sampler": own["sampler"],
             "optimizer": self.optimizer.state_dict(),
             "id_classifier": None if self.id_loss is None else self.id_loss.state_dict(),
-            "rng": rng,
+            "rng": own["rng"],
             "params": to_dict(self.params),
+            **extra,
         }
 
-    def _load(self, state: dict[str, Any]) -> None:
+    def _load(self, state: dict[str, Any], mine: dict[str, Any] | None) -> None:
         labels = state["labels"].numpy()
         if labels.shape != self.labels.shape:
             raise DynamixError(
@@ -412,16 +524,22 @@ class Trainer:
         self.step, self.relabel_rounds = int(state["step"]), int(state["relabel_rounds"])
         self.best_map, self.best_step = float(state["best_map"]), int(state["best_step"])
         self.last_eval = state["last_eval"]
-        torch.set_rng_state(state["rng"]["torch"])
-        self.loss_generator.set_state(state["rng"]["loss"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if mine is not None:
+            rng = mine["rng"]
+            torch.set_rng_state(rng["torch"])
+            self.loss_generator.set_state(rng["loss"])
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
         log.info("resumed from %s at step %d", self.out_dir / "last.pt", self.step)
 
     def save(self, name: str) -> Path:
-        path = save_checkpoint(self.state_dict(), self.out_dir / name)
-        for cb in self.callbacks:
-            cb.on_checkpoint(self.step, path)
+        """Write ``<out_dir>/<name>`` (rank 0); under DDP every rank must call it."""
+        ranks = distributed.all_gather_object(self._rank_state()) if self.world_size > 1 else None
+        path = self.out_dir / name
+        if self.is_main:
+            save_checkpoint(self.state_dict(ranks), path)
+            self._emit("on_checkpoint", path)
+        distributed.barrier()  # nobody runs ahead of (or reads) a half-written checkpoint
         return path
 
 

@@ -13,8 +13,6 @@ import torch
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
 from dynamix.errors import DynamixError
-from dynamix.prepare import prepare_manifests
-from dynamix.synth import generate_world
 from dynamix.train.callbacks import Callback
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint
@@ -28,17 +26,6 @@ TINY = [
     "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
     "train.relabel.warmup=2", "train.relabel.every=2", "train.relabel.max_merge_fraction=1.0",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def params_file(world_params, tmp_path_factory) -> Path:
-    """The repo's params.yaml pointed at a tiny world, with its manifests prepared."""
-    base = tmp_path_factory.mktemp("train")
-    world = base / "raw"
-    generate_world(world, preset="tiny", seed=0, workers=2)
-    path = world_params(world, base)
-    prepare_manifests(load_params(path))
-    return path
 
 
 def tiny(params_file: Path, out_dir: Path, *extra: str):
