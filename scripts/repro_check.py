@@ -157,8 +157,13 @@ def run_twice(workdir: Path, seed: int, jobs: int) -> list[Path]:
 
     def one(name: str) -> Path:
         start = time.perf_counter()
-        repo = build_repo(workdir / name, seed)
-        (workdir / f"{name}.log").write_text(repro(repo))
+        log = workdir / f"{name}.log"
+        try:
+            repo = build_repo(workdir / name, seed)
+            log.write_text(repro(repo))
+        except RuntimeError as err:  # a failed command, with its whole output
+            log.write_text(str(err))
+            raise
         print(f"==> run {name}: dvc repro in {time.perf_counter() - start:.0f} s ({repo.root})")
         return repo.root
 
@@ -186,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         repos = [p.resolve() for p in args.reuse]
     else:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dynamix-repro-"))
-        repos = run_twice(workdir, args.seed, args.jobs)
+        try:
+            repos = run_twice(workdir, args.seed, args.jobs)
+        except RuntimeError as err:
+            print(f"repro_check: a pipeline run failed: {err}", file=sys.stderr)
+            print(f"repro_check: tiny repos and logs kept in {workdir}", file=sys.stderr)
+            return 1
 
     problems: list[str] = []
     if len(repos) == 2:
