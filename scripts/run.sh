@@ -4,6 +4,7 @@
 #
 #   bash scripts/run.sh demo    # synthetic world -> DVC -> manifests -> evaluation (dvc repro)
 #   bash scripts/run.sh test    # ruff + the whole pytest suite
+#   bash scripts/run.sh repro   # reproducibility job: tiny pipeline twice + reference metrics
 #
 # Environment: PYTHON (interpreter to build the venv from), DYNAMIX_VENV (default .venv),
 # DYNAMIX_EXTRAS (default cpu,dev; use gpu,dev on a CUDA machine), DYNAMIX_PRESET
@@ -88,12 +89,18 @@ case "$cmd" in
     shift
     pytest "$@"
     ;;
+  repro)
+    setup
+    echo "==> reproducibility: the tiny pipeline twice (same seed), then vs reference/tiny_metrics.json"
+    shift
+    python scripts/repro_check.py "$@"
+    ;;
   setup)
     setup
     echo "==> ready: source $VENV/bin/activate"
     ;;
   *)
-    echo "usage: bash scripts/run.sh {demo|test|setup} [pytest args]" >&2
+    echo "usage: bash scripts/run.sh {demo|test|repro|setup} [pytest or repro_check args]" >&2
     exit 2
     ;;
 esac

@@ -1,12 +1,19 @@
-"""One tiny training run, tracked live into a real MLflow sqlite store, shared by the session."""
+"""Shared by the session: one tiny training run, tracked live into a real MLflow sqlite
+store; and one tiny DVC repo (scripts/tiny_pipeline.py) after one real ``dvc repro``."""
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from tiny_pipeline import TinyRepo, build_repo, repro
 
 # 4 steps of a ViT on 64×32 crops; one relabeling round at step 2; evaluations at 2 and 4.
 TRACKED_TINY = [
@@ -61,3 +68,19 @@ def tracked_run(world_params, tmp_path_factory) -> TrackedRun:
             run.outputs = log_training_outputs(run.run_dir, params)
             run.run_id = active.info.run_id
         yield run
+
+
+@dataclass
+class ReproducedRepo:
+    repo: TinyRepo
+    output: str  # what the first `dvc repro` printed
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def tiny_dvc_repo(tmp_path_factory) -> ReproducedRepo:
+    """A git + DVC repo with the real dvc.yaml on the tiny world, after one `dvc repro`."""
+    start = time.perf_counter()
+    repo = build_repo(tmp_path_factory.mktemp("dvc") / "repo", seed=0)
+    output = repro(repo)
+    return ReproducedRepo(repo, output, time.perf_counter() - start)
