@@ -157,6 +157,8 @@ class RelabelConfig:
     A round that would merge away more than ``max_merge_fraction`` of the live
     single-camera ids (a collapse, typical of near-random early features) is rejected:
     bank and labels are restored and the round is logged with ``rejected: true``.
+    ``filter_mad`` (robust outlier filter) and ``reassign`` (move images to a better id):
+    see :func:`dynamix.relabel.filtering.filter_and_relabel`.
     """
 
     enabled: bool = True
@@ -169,6 +171,8 @@ class RelabelConfig:
     topk: int = 8
     mutual: bool = False
     merge: bool = True
+    filter_mad: float | None = None
+    reassign: bool = True
     refresh_centroids: bool = True
     max_merge_fraction: float = 0.5
 

@@ -9,11 +9,18 @@ labels are ground truth and never change. For each such image, with its momentum
   top-k search over the single-camera centroids (O(N × k) memory);
 - **relabeled** to ``best_id`` if ``s_best ≥ tau_relabel`` and ``s_best ≥ s_own + margin``
   (clearly another person's track);
-- otherwise **filtered** (label −1) if ``s_own < tau_filter``: it fits its own id poorly
-  and no other id passes the relabel test (junk crops, occlusions, identity switches
-  with no home). If ``tau_relabel < tau_filter + margin``, an image can fit its own id
-  poorly and another one well without the margin; it is filtered too, since keeping a
-  label that fits badly is the worse error.
+- otherwise **filtered** (label −1) if ``s_own`` is below the filter threshold: it fits
+  its own id poorly and no other id passes the relabel test (junk crops, occlusions,
+  identity switches with no home). If ``tau_relabel < tau_filter + margin``, an image
+  can fit its own id poorly and another one well without the margin; it is filtered too,
+  since keeping a label that fits badly is the worse error.
+
+The filter threshold is ``tau_filter``, or, with ``filter_mad = z``, the higher of
+``tau_filter`` and ``median(s_own) − z · MAD(s_own)`` over the round's images: a robust
+outlier rule that does not depend on how concentrated the embedding space is at this stage
+of training (early on, every cosine is near 1 and a fixed threshold filters nothing).
+``reassign=False`` never moves an image to another id (only filtering), for encoders
+whose nearest other centroid is more often wrong than right.
 
 Images already at −1 stay filtered; pass the original labels to reconsider them.
 """
@@ -39,6 +46,7 @@ class FilterResult:
     relabeled: np.ndarray  # (N,) bool: moved to another id in this round
     s_own: np.ndarray  # (N,) fp32 similarity to the own centroid (NaN if not considered)
     s_best: np.ndarray  # (N,) fp32 best other similarity (NaN if not considered)
+    filter_threshold: float = float("nan")  # the own-similarity threshold applied
 
 
 def as_int64(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -72,6 +80,15 @@ def own_similarity(
     return out
 
 
+def filter_threshold(s_own: np.ndarray, tau_filter: float, filter_mad: float | None) -> float:
+    """``tau_filter``, raised to ``median − filter_mad · MAD`` of ``s_own`` (n,) if set."""
+    if filter_mad is None or len(s_own) == 0:
+        return float(tau_filter)
+    median = float(np.median(s_own))
+    mad = float(np.median(np.abs(s_own - median)))
+    return max(float(tau_filter), median - float(filter_mad) * mad)
+
+
 def filter_and_relabel(
     features: torch.Tensor | np.ndarray,
     labels: torch.Tensor | np.ndarray,
@@ -85,6 +102,8 @@ def filter_and_relabel(
     candidate_mask: torch.Tensor | np.ndarray | None = None,
     use_gpu: bool = False,
     nlist: int = 0,
+    filter_mad: float | None = None,
+    reassign: bool = True,
 ) -> FilterResult:
     """Judge ``features`` (N, D) with ``labels`` (N,) against ``centroids`` (C, D).
 
@@ -118,8 +137,10 @@ def filter_and_relabel(
     else:
         s_best, best_id = np.full(len(rows), -np.inf, np.float32), np.full(len(rows), -1)
 
+    threshold = filter_threshold(s_own, tau_filter, filter_mad)
     move = (s_best >= tau_relabel) & (s_best >= s_own + margin) & (best_id >= 0)
-    drop = ~move & (s_own < tau_filter)
+    move &= reassign
+    drop = ~move & (s_own < threshold)
     new = labels.copy()
     new[rows[move]] = best_id[move]
     new[rows[drop]] = -1
@@ -131,13 +152,14 @@ def filter_and_relabel(
         relabeled=np.zeros(num, bool),
         s_own=np.full(num, np.nan, np.float32),
         s_best=np.full(num, np.nan, np.float32),
+        filter_threshold=threshold,
     )
     result.filtered[rows[drop]] = True
     result.relabeled[rows[move]] = True
     result.s_own[rows] = s_own
     result.s_best[rows] = s_best
     log.info(
-        "relabel (a): %d images judged, %d filtered, %d relabeled",
-        len(rows), int(drop.sum()), int(move.sum()),
+        "relabel (a): %d images judged, %d filtered (own similarity < %.3f), %d relabeled",
+        len(rows), int(drop.sum()), threshold, int(move.sum()),
     )  # fmt: skip
     return result

@@ -42,6 +42,8 @@ def relabel_round(
     topk: int = 8,
     mutual: bool = False,
     merge: bool = True,
+    filter_mad: float | None = None,
+    reassign: bool = True,
     true_ids: torch.Tensor | np.ndarray | None = None,
     use_gpu: bool = False,
     nlist: int = 0,
@@ -51,7 +53,8 @@ def relabel_round(
 
     ``single_camera`` (C,) bool marks pseudo-labelled ids (only those change).
     ``true_ids`` (N,), when known, adds purity / fragmentation / ARI before and after,
-    measured over the single-camera images. ``merge=False`` skips step (b).
+    measured over the single-camera images. ``merge=False`` skips step (b);
+    ``filter_mad`` and ``reassign`` are those of :func:`filter_and_relabel`.
     """
     labels = as_int64(labels)
     single = as_bool(single_camera)
@@ -63,7 +66,8 @@ def relabel_round(
     step_a = filter_and_relabel(
         features, labels, bank.centroids, single,
         tau_filter=tau_filter, tau_relabel=tau_relabel, margin=margin, topk=topk,
-        candidate_mask=known, use_gpu=use_gpu, nlist=nlist,
+        candidate_mask=known, use_gpu=use_gpu, nlist=nlist, filter_mad=filter_mad,
+        reassign=reassign,
     )  # fmt: skip
     new_labels = step_a.labels
     mapping = np.arange(bank.num_ids, dtype=np.int64)
@@ -87,6 +91,7 @@ def relabel_round(
         largest_merge_group=int(largest),
         own_sim_hist=similarity_histogram(step_a.s_own, hist_bins),
         best_other_sim_hist=similarity_histogram(step_a.s_best, hist_bins),
+        filter_threshold=float(step_a.filter_threshold),
     )
     if before is not None:
         after = label_quality(kept_sc, truth)

@@ -70,6 +70,7 @@ class RelabelStats:
     largest_merge_group: int
     own_sim_hist: np.ndarray  # (HIST_BINS,) counts of s_own over [−1, 1]
     best_other_sim_hist: np.ndarray  # (HIST_BINS,) counts of s_best over [−1, 1]
+    filter_threshold: float | None = None  # own-similarity threshold the round applied
     purity_before: float | None = None
     purity: float | None = None
     fragmentation_before: float | None = None

@@ -213,3 +213,43 @@ def test_label_quality_by_hand():
 def test_similarity_histogram_fixed_bins():
     hist = similarity_histogram(np.array([-1.0, 0.0, 1.0000001, np.nan, -np.inf]), bins=4)
     assert hist.tolist() == [1, 0, 1, 1]
+
+
+def test_mad_filter_drops_outliers_where_a_fixed_threshold_drops_nothing():
+    """A concentrated space (every cosine near 1, as early in training): tau_filter 0.5
+    filters nothing, the robust rule median − z·MAD finds exactly the planted outliers."""
+    rng = np.random.default_rng(0)
+    base = np.zeros((1, DIM), np.float32)
+    base[0, 0] = 1.0
+    feats = base + 0.02 * rng.standard_normal((40, DIM)).astype(np.float32)
+    feats[[5, 17]] += 0.4 * np.eye(DIM, dtype=np.float32)[[1, 2]]  # still cosine ~0.93
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    labels = np.zeros(40, np.int64)
+    cents = base.repeat(2, 0)  # id 0 and an unused id 1
+    kw = dict(tau_filter=0.5, tau_relabel=0.7, margin=0.1, topk=1)
+    fixed = filter_and_relabel(feats, labels, cents, np.ones(2, bool), **kw)
+    assert not fixed.filtered.any() and fixed.filter_threshold == 0.5
+    robust = filter_and_relabel(feats, labels, cents, np.ones(2, bool), filter_mad=20.0, **kw)
+    assert np.flatnonzero(robust.filtered).tolist() == [5, 17]
+    s = robust.s_own
+    mad = np.median(np.abs(s - np.median(s)))
+    assert robust.filter_threshold == pytest.approx(np.median(s) - 20.0 * mad, rel=1e-6)
+    assert 0.9 < robust.filter_threshold < 1.0
+
+
+def test_reassign_off_only_filters():
+    feats, labels, _, single = world()
+    bank = bank_for(feats, labels)
+    out = filter_and_relabel(
+        feats, labels, bank.centroids, single, reassign=False, candidate_mask=bank.initialized,
+        tau_filter=0.5, tau_relabel=0.7, margin=0.1, topk=3,
+    )  # fmt: skip
+    assert not out.relabeled.any()
+    # the image of another person fits its own id poorly: filtered instead of moved
+    assert np.flatnonzero(out.filtered).tolist() == [OUTLIER, MISLABELED]
+    assert out.labels[MISLABELED] == -1
+    result = relabel_round(
+        feats, labels, bank_for(feats, labels), single, **THRESHOLDS, reassign=False,
+        filter_mad=None,
+    )  # fmt: skip
+    assert result.stats.images_relabeled == 0 and result.stats.filter_threshold == 0.5

@@ -282,3 +282,26 @@ def test_resolve_data_restores_the_dvc_version(params_file, tmp_path):
     assert (tmp_path / "data" / "raw.dvc").read_text() == dvc_file
     assert resolve()["action"] == "up-to-date"
     assert resolve_data_task.fn(str(params_file), [])["action"] == "untracked"
+
+
+def test_deployment_on_a_work_pool_points_a_worker_at_this_checkout(harness, params_file):
+    """``python -m flows.serve --pool NAME``: the deployment a GPU worker would pick up."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from flows.serve import deploy_to_pool, main
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="gpu-test", type="process"))
+    deployment_id = deploy_to_pool("gpu-test", "gpu", str(params_file), ["train.device=cuda"])
+    main(["--pool", "gpu-test", "--name", "gpu-2", "--set", "train.iters=9"])  # the CLI path
+    with get_client(sync_client=True) as client:
+        first = client.read_deployment(deployment_id)
+        second = client.read_deployment_by_name("dynamix-pipeline/gpu-2")
+    repo = str(Path(pipeline.__file__).resolve().parents[1])
+    for deployment in (first, second):
+        assert deployment.work_pool_name == "gpu-test"
+        assert deployment.entrypoint == "flows/pipeline.py:pipeline_flow"
+        assert any(repo in json.dumps(step) for step in deployment.pull_steps or [])
+    assert first.parameters["overrides"] == ["train.device=cuda"]
+    assert first.parameters["params_path"] == str(params_file)
+    assert second.parameters["overrides"] == ["train.iters=9"]
