@@ -46,7 +46,7 @@ setup() {
     fi
     echo "$want" >"$stamp"
   fi
-  export PATH="$PWD/$VENV/bin:$PATH"
+  export PATH="$(cd "$VENV" && pwd)/bin:$PATH"  # absolute, whether VENV is relative or not
 }
 
 ensure_data() {

@@ -159,7 +159,14 @@ def test_ablation_switches_change_what_runs(params_file, tmp_path):
 
 
 def test_a_collapsing_relabel_round_is_rejected_and_undone(params_file, tmp_path):
-    trainer = Trainer(tiny(params_file, tmp_path, "train.relabel.max_merge_fraction=0.0"))
+    trainer = Trainer(
+        tiny(
+            params_file,
+            tmp_path,
+            "train.relabel.max_merge_fraction=0.0",
+            "train.relabel.merge=true",
+        )
+    )
     labels, bank = trainer.labels.copy(), trainer.bank.state_dict()
     stats = trainer.relabel()  # random-init features: every merge counts as a collapse
     assert stats["rejected"] and stats["ids_merged"] > 0
