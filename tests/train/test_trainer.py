@@ -193,7 +193,8 @@ def test_id_loss_trains_a_classifier_that_resumes_with_the_run(params_file, tmp_
     assert torch.equal(resumed.id_loss.weight, state["id_classifier"]["weight"])
 
     plain = tmp_path / "plain"  # a run without the classifier cannot resume with one
-    train(tiny(params_file, plain, "train.relabel.enabled=false", "train.iters=3"))
+    train(tiny(params_file, plain, "train.relabel.enabled=false", "train.iters=3",
+               "train.loss.w_id=0"))  # fmt: skip
     with pytest.raises(DynamixError, match="no ID classifier"):
         Trainer(tiny(params_file, plain, "train.relabel.enabled=false", "train.loss.w_id=1.0"),
                 resume=True)  # fmt: skip
