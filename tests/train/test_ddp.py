@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from state_compare import assert_same
 
 from dynamix.centroids import CentroidBank
 from dynamix.train import distributed
@@ -182,18 +183,3 @@ def test_ddp_run_killed_and_resumed_ends_identical(ddp_run, params_file, tmp_pat
     for key in ("model", "momentum", "bank", "ranks", "step"):
         assert_same(a[key], b[key], key)
     assert torch.equal(a["labels"], b["labels"])
-
-
-def assert_same(a, b, where):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where

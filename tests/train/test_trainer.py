@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from state_compare import assert_same
 
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
@@ -90,21 +91,6 @@ class KillAt(Callback):
     def on_step(self, step, metrics):
         if step == self.step:
             raise Kill
-
-
-def assert_same(a, b, where="state"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def test_killed_and_resumed_run_ends_identical_to_uninterrupted(params_file, tmp_path):
