@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from state_compare import assert_same
+from tiny import TINY
 
 from dynamix.centroids import CentroidBank
 from dynamix.train import distributed
@@ -27,15 +28,6 @@ from dynamix.train.state import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
-# Tiny sizes (as in test_trainer.py): 6 steps, relabel rounds at 2 and 4, eval + checkpoint
-# at 3 and 6; per rank batches of 16, so 32 images per step.
-TINY = [
-    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
-    "train.iters=6", "train.num_workers=0", "train.eval_every=3", "train.checkpoint_every=3",
-    "train.warmup_iters=2", "train.eval_batch_size=64",
-    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
-    "train.relabel.warmup=2", "train.relabel.every=2", "train.relabel.max_merge_fraction=1.0",
-]  # fmt: skip
 
 
 def free_port() -> int:

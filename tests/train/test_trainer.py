@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from state_compare import assert_same
+from tiny import TINY
 
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
@@ -18,15 +19,6 @@ from dynamix.train.callbacks import Callback
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint
 from dynamix.train.trainer import Trainer, train
-
-# Tiny sizes: 64×32 images (4×2 patches), batches of 16, a handful of steps.
-TINY = [
-    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
-    "train.iters=6", "train.num_workers=0", "train.eval_every=3", "train.checkpoint_every=3",
-    "train.warmup_iters=2", "train.eval_batch_size=64",
-    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
-    "train.relabel.warmup=2", "train.relabel.every=2", "train.relabel.max_merge_fraction=1.0",
-]  # fmt: skip
 
 
 def tiny(params_file: Path, out_dir: Path, *extra: str):
