@@ -116,7 +116,11 @@ class SamplerConfig:
     """Mixed batches: ``p_m × k`` multi-camera + ``p_s × k`` single-camera images.
 
     ``single_camera=False`` (ablation) trains on multi-camera data only, with
-    ``(p_m + p_s) × k`` multi-camera images per batch; ``matching=False`` mixes randomly.
+    ``(p_m + p_s) × k`` multi-camera images per batch (``keep_batch_size=True``) or just
+    the ``p_m × k`` of the mixed batches (``False``: single-camera images come on top of
+    the same labelled images instead of replacing some); ``matching=False`` mixes randomly.
+    ``ids_per_video`` > 1 draws the single-camera ids in groups from one video each, so a
+    single-camera id meets negatives filmed by the same camera (see ``LossConfig``).
     """
 
     p_m: int = 8
@@ -124,6 +128,8 @@ class SamplerConfig:
     k: int = 4
     matching: bool = True
     single_camera: bool = True
+    keep_batch_size: bool = True
+    ids_per_video: int = 1
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,11 @@ class LossConfig:
     """Weights of the multi-loss objective; ``centroid=False`` = per-batch losses only.
 
     ``w_id`` > 0 adds the ID cross-entropy (cosine classifier) on multi-camera ids.
+    ``single_negatives``: the ids a single-camera image is contrasted against, in the
+    centroid and triplet losses: ``all`` (every other id) or ``video`` (only ids of its
+    own video). Across videos the pseudo labels say nothing (the same person may be in
+    two videos) and every video has its own style, so ``all`` rewards telling videos
+    apart by style, the shortcut a camera-invariant embedding must not take.
     """
 
     centroid: bool = True
@@ -146,6 +157,7 @@ class LossConfig:
     w_id: float = 0.0
     id_temperature: float = 0.05
     id_label_smoothing: float = 0.1
+    single_negatives: str = "all"
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,16 @@ TINY_RECIPE: dict[str, Any] = {
         "weight_decay": 0.05, "grad_clip": 1.0, "amp": False, "device": "cpu",
         "num_workers": 0, "eval_batch_size": 64, "eval_every": 3, "eval_model": "momentum",
         "checkpoint_every": 3, "centroid_momentum": 0.2, "centroid_dtype": "fp16",
-        "sampler": {"p_m": 2, "p_s": 2, "k": 4, "matching": True, "single_camera": True},
+        "sampler": {
+            "p_m": 2, "p_s": 2, "k": 4, "matching": True, "single_camera": True,
+            "keep_batch_size": False, "ids_per_video": 2,
+        },
         "loss": {
             "centroid": True, "temperature": 0.05, "num_negatives": 4096, "hard_fraction": 0.5,
             "w_centroid_multi": 1.0, "w_centroid_single": 0.5, "w_triplet": 1.0,
             "triplet_margin": 0.3, "w_consistency": 0.5, "consistency_kind": "cosine",
             "w_id": 1.0, "id_temperature": 0.05, "id_label_smoothing": 0.1,
+            "single_negatives": "video",
         },
         "relabel": {
             "enabled": True, "warmup": 2, "every": 2, "tau_filter": 0.5, "tau_relabel": 0.7,

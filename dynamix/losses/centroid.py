@@ -65,6 +65,12 @@ class CentroidLoss(nn.Module):
     sample's term (the trainer's separate multi-/single-camera weights); the result is
     ``sum(w·loss) / #labelled samples``, so all-ones weights give the plain mean.
     Ids in the batch must already have a centroid (initialise the bank first).
+
+    ``id_groups`` (C,) restricts the contrast: a sample whose id has group g ≥ 0 is scored
+    only against ids of group g (the trainer's groups are single-camera videos; −1 =
+    unrestricted, e.g. multi-camera ids). ``extra_ids`` (E,) are always added to the
+    candidate set (the ids of the batch's videos, so a sampled candidate set still holds
+    every same-video rival at 100k+ ids).
     """
 
     def __init__(
@@ -90,16 +96,24 @@ class CentroidLoss(nn.Module):
         weights: torch.Tensor | None = None,
         valid_mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        id_groups: torch.Tensor | None = None,
+        extra_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         with torch.autocast(device_type=features.device.type, enabled=False):
             return self._loss(
-                features.float(), labels, centroids.detach(), weights, valid_mask, generator
-            )
+                features.float(), labels, centroids.detach(), weights, valid_mask, generator,
+                id_groups, extra_ids,
+            )  # fmt: skip
 
-    def _loss(self, features, labels, centroids, weights, valid_mask, generator) -> torch.Tensor:
+    def _loss(
+        self, features, labels, centroids, weights, valid_mask, generator, id_groups, extra_ids
+    ) -> torch.Tensor:
         # fp32 even under autocast: logits reach 1/τ = 20 where bf16 steps are 0.125.
         labelled = labels >= 0  # (B,)
         safe = labels.clamp(min=0)
+        if id_groups is not None:  # unlabelled rows (weight 0) stay unrestricted: no NaN
+            id_groups = id_groups.to(labels.device)
+            anchor_groups = torch.where(labelled, id_groups[safe], -1)
         if self.full_softmax or self.num_negatives >= centroids.shape[0]:
             logits = features @ centroids.float().T / self.temperature  # (B, C)
             target = safe
@@ -109,14 +123,34 @@ class CentroidLoss(nn.Module):
                     True  # the positive always counts
                 )
                 logits = logits.masked_fill(~mask, float("-inf"))
+            if id_groups is not None:
+                logits = _restrict(logits, anchor_groups, id_groups)
         else:
             negatives = sample_negatives(
                 features.detach(), safe[labelled], centroids, self.num_negatives,
                 self.hard_fraction, self.pool_size, valid_mask, generator,
             )  # fmt: skip
-            ids = torch.unique(torch.cat([safe[labelled], negatives]))  # (K,) sorted
+            extra = negatives[:0] if extra_ids is None else extra_ids.to(negatives.device)
+            if valid_mask is not None:
+                extra = extra[valid_mask[extra]]
+            ids = torch.unique(torch.cat([safe[labelled], negatives, extra]))  # (K,) sorted
             logits = features @ centroids[ids].float().T / self.temperature  # (B, K)
             target = torch.searchsorted(ids, safe).clamp(max=len(ids) - 1)
+            if id_groups is not None:
+                logits = _restrict(logits, anchor_groups, id_groups[ids])
         per_sample = F.cross_entropy(logits, target, reduction="none")  # (B,)
         w = labelled.float() if weights is None else weights.float() * labelled
         return (w * per_sample).sum() / labelled.sum().clamp(min=1)
+
+
+def _restrict(
+    logits: torch.Tensor, anchor_groups: torch.Tensor, candidate_groups: torch.Tensor
+) -> torch.Tensor:
+    """Mask (−inf) candidates outside the anchor's group; anchors of group < 0 see all.
+
+    ``logits`` (B, K), ``anchor_groups`` (B,), ``candidate_groups`` (K,). An anchor's own
+    id is in its own group, so its target logit always stays.
+    """
+    a = anchor_groups.to(logits.device)[:, None]
+    allowed = (a < 0) | (candidate_groups.to(logits.device)[None, :] == a)
+    return logits.masked_fill(~allowed, float("-inf"))

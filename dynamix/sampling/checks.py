@@ -21,10 +21,13 @@ def check_config(
     single_camera: bool,
     matching: bool,
     has_centroids: bool,
+    ids_per_video: int = 1,
 ) -> None:
     """Batch-composition settings that are wrong whatever the data."""
     if p_m < 1 or k < 1:
         raise DynamixError(f"sampler needs p_m ≥ 1 and k ≥ 1, got p_m={p_m} k={k}")
+    if ids_per_video < 1:
+        raise DynamixError(f"sampler ids_per_video={ids_per_video} must be ≥ 1")
     if not single_camera:
         return
     if p_s < 1:

@@ -64,6 +64,13 @@ class IdIndex:
             )
         self.video = camids[first]  # (U,) camera/video of each id's first image
         self.camids = camids
+        # single-camera ids grouped by video (CSR): companions for per-video groups
+        sc_rows = np.flatnonzero(self.single)
+        by_video = sc_rows[np.argsort(self.video[sc_rows], kind="stable")]
+        self._video_ids = ids[by_video]  # (S,) single-camera ids, sorted by video
+        self._videos, self._video_starts, self._video_counts = np.unique(
+            self.video[by_video], return_index=True, return_counts=True
+        )  # (V,) videos present, slice of each in ``_video_ids``
         log.debug("id index: %d images, %d ids", len(self.order), len(ids))
 
     def ids_of_kind(self, single: bool) -> np.ndarray:
@@ -87,6 +94,14 @@ class IdIndex:
     def video_of(self, ids: np.ndarray) -> np.ndarray:
         """(n,) video (camera of the first image) of each id."""
         return self.video[self._row[ids]]
+
+    def ids_in_video(self, video: int) -> np.ndarray:
+        """(n,) single-camera ids whose video is ``video`` (empty if none), a view."""
+        row = int(np.searchsorted(self._videos, video))
+        if row == len(self._videos) or self._videos[row] != video:
+            return self._video_ids[:0]
+        start = self._video_starts[row]
+        return self._video_ids[start : start + self._video_counts[row]]
 
     def max_count(self, single: bool) -> int:
         """Largest number of images of one id of the given kind (0 when there is none)."""

@@ -57,15 +57,29 @@ class CandidateQueue:
             self.ids = np.concatenate([self.ids, new])
             self.age = np.concatenate([self.age, np.zeros(len(new), dtype=np.int64)])
 
-    def take(self, n: int, choose: Chooser | None, rng: np.random.Generator) -> np.ndarray:
-        """(n,) ids for one batch: overdue ones first, then ``choose`` (or the head) decides."""
+    def take(
+        self,
+        n: int,
+        choose: Chooser | None,
+        rng: np.random.Generator,
+        exclude: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n,) ids for one batch: overdue ones first, then ``choose`` (or the head) decides.
+
+        ``exclude``: ids already in the batch, passed over (they keep their place); with
+        it, fewer than ``n`` ids come back when the window holds fewer others.
+        """
         self.fill(rng)
         w = min(self.window, len(self.ids))
-        if n > w:
+        eligible = np.arange(w)
+        if exclude is not None:
+            eligible = eligible[~np.isin(self.ids[:w], exclude)]
+            n = min(n, len(eligible))
+        if n > len(eligible):
             raise ValueError(f"queue holds {w} candidates, {n} requested")
-        overdue = np.flatnonzero(self.age[:w] >= self.max_wait)
+        overdue = eligible[self.age[eligible] >= self.max_wait]
         overdue = overdue[np.argsort(-self.age[overdue], kind="stable")][:n]  # oldest first
-        free = np.setdiff1d(np.arange(w), overdue, assume_unique=True)
+        free = np.setdiff1d(eligible, overdue, assume_unique=True)
         need = n - len(overdue)
         if need == 0:
             picked = free[:0]

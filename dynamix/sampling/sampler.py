@@ -7,7 +7,11 @@ images, ``k`` consecutive indices per id (the layout batch-hard triplet mining e
   ``k`` images are spread over its cameras (:func:`~dynamix.sampling.index.pick_images`);
 - single-camera ids come from the candidate queue (:mod:`dynamix.sampling.queue`): with
   ``matching=True`` those whose centroids are nearest to this batch's multi-camera
-  centroids, else the head of the (shuffled) queue, i.e. random mixing.
+  centroids, else the head of the (shuffled) queue, i.e. random mixing. With
+  ``ids_per_video`` = g > 1 the queue gives ``ceil(p_s / g)`` *lead* ids and each lead
+  brings up to g − 1 random companions from its own video, so single-camera ids can be
+  contrasted with people filmed by the same camera (a video short of companions leaves
+  its share to more leads from the queue).
 
 Per batch the work is O((p_m + p_s)·k + window + chunk): nothing iterates over all ids
 or images, except a pass reshuffle once every ``num_ids / p`` batches and the rebuilds in
@@ -85,8 +89,10 @@ class MixedBatchSampler(Sampler[list[int]]):
         centroids: CentroidBank | torch.Tensor | None = None,
         seed: int | np.random.Generator = 0,
         history: int = 64,
+        ids_per_video: int = 1,
     ) -> None:
         self.p_m, self.k = p_m, k
+        self.ids_per_video = ids_per_video
         self.p_s = p_s if single_camera else 0
         self.single_camera, self.matching = single_camera, matching and single_camera
         self.window = window if window is not None else 8 * max(self.p_s, 1)
@@ -97,7 +103,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.centroids = centroids
         check_config(
             p_m, self.p_s, k, self.window, self.chunk, self.max_wait, single_camera,
-            self.matching, centroids is not None,
+            self.matching, centroids is not None, ids_per_video,
         )  # fmt: skip
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.camids = as_array(camids, np.int64, "camids")
@@ -118,9 +124,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         self._replay: deque[list[int]] = deque()
         log.info(
             "sampler: %d multi-camera + %d single-camera ids; batches of %d×%d + %d×%d, "
-            "window %d, chunk %d, max wait %d, matching %s",
+            "window %d, chunk %d, max wait %d, matching %s, ids per video %d",
             len(self.mc.ids), len(sc_ids), self.p_m, k, self.p_s, k,
-            self.window, self.chunk, self.max_wait, self.matching,
+            self.window, self.chunk, self.max_wait, self.matching, ids_per_video,
         )  # fmt: skip
 
     @property
@@ -178,9 +184,40 @@ class MixedBatchSampler(Sampler[list[int]]):
         mc_ids = self.mc.take(self.p_m, self.rng)
         parts = [self._images(mc_ids)]
         if self.single_camera:
-            sc_ids = self.queue.take(self.p_s, self._matcher(mc_ids), self.rng)
-            parts.append(self._images(sc_ids))
+            parts.append(self._images(self._single_ids(mc_ids)))
         return np.concatenate(parts).tolist()
+
+    def _single_ids(self, mc_ids: np.ndarray) -> np.ndarray:
+        """(p_s,) distinct single-camera ids: queue picks, grouped by video if asked."""
+        chooser = self._matcher(mc_ids)
+        g = self.ids_per_video
+        if g <= 1:
+            return self.queue.take(self.p_s, chooser, self.rng)
+        chosen: list[int] = []
+        leads = self.queue.take(math.ceil(self.p_s / g), chooser, self.rng)
+        for _attempt in range(16):
+            for lead in leads:
+                if len(chosen) == self.p_s:
+                    break
+                if lead in chosen:  # already a companion of an earlier lead
+                    continue
+                chosen.append(int(lead))
+                video = self.index.video_of(np.array([lead]))[0]
+                pool = self.index.ids_in_video(video)
+                pool = pool[~np.isin(pool, chosen)]
+                n = min(g - 1, len(pool), self.p_s - len(chosen))
+                if n > 0:
+                    chosen.extend(int(i) for i in self.rng.choice(pool, size=n, replace=False))
+            if len(chosen) == self.p_s:
+                return np.asarray(chosen, dtype=np.int64)
+            # videos short of companions: more leads for the remaining places
+            leads = self.queue.take(
+                self.p_s - len(chosen), chooser, self.rng, exclude=np.asarray(chosen)
+            )
+        raise DynamixError(
+            f"sampler could not compose {self.p_s} distinct single-camera ids in groups of "
+            f"{g}; lower p_s or ids_per_video"
+        )
 
     def next_batch(self) -> list[int]:
         """The next batch: a replayed one after a resume, else :meth:`draw`."""
@@ -275,7 +312,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         return {
             "p_m": self.p_m, "p_s": self.p_s, "k": self.k, "window": self.window,
             "chunk": self.chunk, "max_wait": self.max_wait, "matching": self.matching,
-            "single_camera": self.single_camera,
+            "single_camera": self.single_camera, "ids_per_video": self.ids_per_video,
         }  # fmt: skip
 
 

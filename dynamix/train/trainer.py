@@ -72,6 +72,7 @@ from dynamix.train.data import target_splits, train_table, true_ids
 from dynamix.train.features import extract_features
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint, save_checkpoint
+from dynamix.train.videos import VideoGroups
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,11 @@ class Trainer:
         if cfg.eval_model not in ("momentum", "online"):
             raise DynamixError(
                 f"train.eval_model must be momentum or online, not {cfg.eval_model!r}"
+            )
+        if cfg.loss.single_negatives not in ("all", "video"):
+            raise DynamixError(
+                "train.loss.single_negatives must be all or video, not "
+                f"{cfg.loss.single_negatives!r}"
             )
         state = load_checkpoint(self.out_dir / "last.pt") if resume else None
         torch.manual_seed(seed)  # the one global seed; everything else has its own RNG
@@ -184,6 +190,8 @@ class Trainer:
             self._load(state, mine)
         else:
             self.init_bank()
+        self.videos: VideoGroups | None = None
+        self._refresh_videos()
         self.sampler = self._build_sampler()
         if mine is not None:
             self.sampler.load_state_dict(mine["sampler"])
@@ -217,13 +225,23 @@ class Trainer:
                      len(self.paths), time.perf_counter() - t0)  # fmt: skip
         distributed.broadcast_([self.bank.centroids, self.bank.counts])
 
+    def _refresh_videos(self) -> None:
+        """Rebuild the id → video map from the live labels (video-restricted contrast)."""
+        if self.cfg.loss.single_negatives == "video" and self.single_images.any():
+            self.videos = VideoGroups(
+                self.labels, self.table["train_camid"].to_numpy(), self.single_images,
+                self.bank.num_ids, self.device,
+            )  # fmt: skip
+
     def _build_sampler(self) -> MixedBatchSampler:
         sc = self.cfg.sampler
+        p_m = sc.p_m + sc.p_s if not sc.single_camera and sc.keep_batch_size else sc.p_m
         return MixedBatchSampler(
             self.labels, self.table["train_camid"].to_numpy(), self.single_images,
-            p_m=sc.p_m if sc.single_camera else sc.p_m + sc.p_s, p_s=sc.p_s, k=sc.k,
-            matching=sc.matching, single_camera=sc.single_camera, centroids=self.bank,
+            p_m=p_m, p_s=sc.p_s, k=sc.k, matching=sc.matching,
+            single_camera=sc.single_camera, centroids=self.bank,
             seed=distributed.rank_seed(self.cfg.seed, self.rank),  # each rank its own batches
+            ids_per_video=sc.ids_per_video,
         )  # fmt: skip
 
     def _loader(self) -> DataLoader:
@@ -254,17 +272,25 @@ class Trainer:
             online = self.net(view2)  # (B, D); under DDP the backward averages gradients
             target = self.momentum(view1)  # (B, D), no grad
         parts: dict[str, torch.Tensor] = {}
+        mining = groups  # triplet groups: data type, or (with self.videos) single-camera video
+        id_groups = extra_ids = None
+        if self.videos is not None:
+            live = self.labels[idx]
+            mining = torch.from_numpy(self.videos.triplet_groups(live)).to(self.device)
+            id_groups = self.videos.tensor
+            extra_ids = torch.from_numpy(self.videos.ids_of_batch_videos(live)).to(self.device)
         if lc.centroid:
             weights = torch.where(groups == SINGLE, lc.w_centroid_single, lc.w_centroid_multi)
             parts["centroid"] = self.centroid_loss(
                 online, labels, self.bank.centroids, weights=weights,
                 valid_mask=self.bank.initialized, generator=self.loss_generator,
+                id_groups=id_groups, extra_ids=extra_ids,
             )  # fmt: skip
         if self.id_loss is not None:
             classes = torch.from_numpy(self.class_of[np.maximum(self.labels[idx], 0)])
             classes[labels.cpu() < 0] = -1
             parts["id"] = lc.w_id * self.id_loss(online, classes.to(self.device))
-        parts["triplet"] = lc.w_triplet * self.triplet_loss(online, labels, groups)
+        parts["triplet"] = lc.w_triplet * self.triplet_loss(online, labels, mining)
         kl_centroids = self.bank.centroids if lc.consistency_kind == "kl" else None
         parts["consistency"] = lc.w_consistency * self.consistency_loss(
             online, target, kl_centroids
@@ -319,6 +345,8 @@ class Trainer:
                     self.labels = labels.cpu().numpy()
                     self.sampler.update_labels(self.labels)  # deterministic: rank 0's passed
                     self.relabel_rounds += 1
+        if not stats["rejected"]:
+            self._refresh_videos()
         return stats
 
     def _relabel_round(self) -> dict[str, Any]:

@@ -197,3 +197,33 @@ def test_id_loss_training_separates_the_classes():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_centroid_loss_id_groups_restrict_the_contrast():
+    # ids 0,1 in group 0 (video 0); ids 2,3 in group 1; id 4 multi-camera (−1)
+    centroids = torch.eye(5)
+    groups = torch.tensor([0, 0, 1, 1, -1])
+    feats = normed(torch.tensor([[1.0, 0.5, 0.9, 0.9, 0.9], [0.0, 0.3, 0.0, 0.0, 1.0]]))
+    labels = torch.tensor([0, 4])
+    loss_fn = CentroidLoss(temperature=0.5, full_softmax=True)
+    # by hand: sample 0 is scored against ids 0 and 1 only, the multi-camera sample against all
+    own_video = F.cross_entropy(feats[:1, :2] / 0.5, torch.tensor([0]))
+    everyone = F.cross_entropy(feats[1:] / 0.5, torch.tensor([4]))
+    got = loss_fn(feats, labels, centroids, id_groups=groups)
+    assert got.item() == pytest.approx(((own_video + everyone) / 2).item(), rel=1e-6)
+    assert got.item() < loss_fn(feats, labels, centroids).item()  # other videos excluded
+    # sampled path (one random negative): extra_ids bring the video's rivals in, same value
+    sampled = CentroidLoss(temperature=0.5, num_negatives=1, hard_fraction=0.0)
+    got_sampled = sampled(
+        feats[:1], labels[:1], centroids, id_groups=groups, extra_ids=torch.tensor([0, 1]),
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert got_sampled.item() == pytest.approx(own_video.item(), rel=1e-6)
+
+
+def test_centroid_loss_id_groups_ignore_unlabelled_rows():
+    feats, labels, centroids = random_setup()
+    labels[0] = -1
+    groups = torch.arange(20) % 3
+    loss = CentroidLoss(full_softmax=True)(feats, labels, centroids.float(), id_groups=groups)
+    assert torch.isfinite(loss)

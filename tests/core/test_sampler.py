@@ -427,3 +427,40 @@ def test_per_batch_work_does_not_grow_with_the_number_of_ids(monkeypatch):
         assert len(sc_passes) == 1  # one pass covers these 100 batches
         assert len(spread_calls) - len(sc_passes) == math.ceil(100 * 4 / 50)  # mc passes
     assert structure[1_000] == structure[200_000]  # same work per batch at 200× the ids
+
+
+def test_ids_per_video_groups_single_camera_ids_by_video():
+    # 40 single-camera ids over 10 videos: 4 per video
+    labels, camids, single = world(n_sc=40, n_videos=10)
+    video_of = {int(labels[i]): int(camids[i]) for i in np.flatnonzero(single)}
+    for matching in (True, False):
+        s = make(labels, camids, single, p_m=3, p_s=4, k=4, ids_per_video=2, matching=matching)
+        for batch in draw(s, 30):
+            sc = ids_of(batch, labels, 4)[3:]
+            assert len(set(sc.tolist())) == 4  # distinct
+            videos = [video_of[int(i)] for i in sc]
+            # two groups of two: (lead, companion) pairs share a video
+            assert videos[0] == videos[1] and videos[2] == videos[3]
+
+
+def test_ids_per_video_fills_from_the_queue_when_a_video_is_short():
+    # one single-camera id per video: no companions exist, composition must still hold
+    labels, camids, single = world(n_sc=12, n_videos=12)
+    s = make(labels, camids, single, p_m=3, p_s=4, k=4, ids_per_video=3)
+    for batch in draw(s, 20):
+        sc = ids_of(batch, labels, 4)[3:]
+        assert len(set(sc.tolist())) == 4
+        assert single[np.asarray(batch)[12:]].all()
+
+
+def test_ids_per_video_state_round_trip():
+    labels, camids, single = world()
+    a = make(labels, camids, single, p_s=4, ids_per_video=2)
+    draw(a, 7)
+    state = a.state_dict()
+    b = make(labels, camids, single, p_s=4, ids_per_video=2)
+    b.load_state_dict(state)
+    assert draw(a, 10) == draw(b, 10)
+    c = make(labels, camids, single, p_s=4, ids_per_video=1)
+    with pytest.raises(DynamixError, match="sampler settings"):
+        c.load_state_dict(state)
