@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from state_compare import assert_same
@@ -127,10 +128,15 @@ def test_ablation_switches_change_what_runs(params_file, tmp_path):
     assert metrics["label_quality"]["before"] == metrics["label_quality"]["after"]
 
     out = tmp_path / "multi_camera_only"
-    metrics = train(tiny(params_file, out, "train.sampler.single_camera=false"))
+    only = ["train.sampler.single_camera=false", "train.sampler.keep_batch_size=false"]
+    metrics = train(tiny(params_file, out, *only))
     steps = events(out, "step")
-    assert all(r["single_images"] == 0 and r["batch"] == 16 for r in steps)
+    # the p_m × k labelled images of a mixed batch, without the p_s × k on top
+    assert all(r["single_images"] == 0 and r["batch"] == 8 for r in steps)
     assert metrics["single_camera_images"] == 0 and not events(out, "relabel")
+    same_size = Trainer(tiny(params_file, tmp_path / "same_size", *only[:1],
+                             "train.sampler.keep_batch_size=true"))  # fmt: skip
+    assert same_size.sampler.batch_size == 16 and same_size.sampler.p_s == 0
 
     trainer = Trainer(tiny(params_file, tmp_path / "random_mix", "train.sampler.matching=false"))
     assert trainer.sampler.matching is False
@@ -192,3 +198,29 @@ def test_cli_writes_dvc_metrics_and_plot_tables(params_file, tmp_path):
     assert {("6", "market-syn"), ("6", "night-syn"), ("3", "market-syn")} <= last
     relabel = (curves / "relabel.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in relabel[1:]] == ["2", "4"]
+
+
+def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path):
+    # tau_filter near 1: the relabel round below is sure to empty some ids
+    trainer = Trainer(tiny(params_file, tmp_path, "train.loss.single_negatives=video",
+                           "train.sampler.ids_per_video=2",
+                           "train.relabel.tau_filter=0.999"))  # fmt: skip
+    single = trainer.single_images
+    videos = trainer.table["train_camid"].to_numpy()
+    groups = trainer.videos
+    assert groups is not None
+    # every single-camera id is in its images' video, every multi-camera id unrestricted
+    assert (groups.id_video[trainer.labels[single]] == videos[single]).all()
+    assert (groups.id_video[trainer.labels[~single]] == -1).all()
+    # a batch of the sampler: its single-camera ids come in same-video pairs
+    batch = trainer.sampler.next_batch()
+    k, p_m = trainer.cfg.sampler.k, trainer.sampler.p_m
+    pair_videos = videos[batch[p_m * k :: k]].reshape(-1, 2)
+    assert (pair_videos[:, 0] == pair_videos[:, 1]).all()
+    stats = trainer.relabel()
+    assert not stats["rejected"] and stats["images_filtered"] > 0
+    gone = np.setdiff1d(trainer.initial_labels[single], trainer.labels[single])
+    assert len(gone) > 0
+    assert (trainer.videos.id_video[gone] == -1).all()
+    with pytest.raises(DynamixError, match="single_negatives must be all or video"):
+        Trainer(tiny(params_file, tmp_path / "bad", "train.loss.single_negatives=camera"))
