@@ -187,6 +187,7 @@ class RelabelConfig:
     reassign: bool = True
     refresh_centroids: bool = True
     max_merge_fraction: float = 0.5
+    nlist: int = 0  # > 0: approximate (IVF) top-k search with this many lists, for huge banks
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ TINY_RECIPE: dict[str, Any] = {
             "enabled": True, "warmup": 2, "every": 2, "tau_filter": 0.5, "tau_relabel": 0.7,
             "margin": 0.1, "tau_merge": 0.9, "topk": 8, "mutual": False, "merge": True,
             "refresh_centroids": True, "max_merge_fraction": 1.0, "filter_mad": None,
-            "reassign": True,
+            "reassign": True, "nlist": 0,
         },
     },
     "tracking": {"log_every": 1, "ranked_list_queries": 2},

@@ -367,7 +367,8 @@ class Trainer:
             feats, labels, self.bank, self.single_ids, tau_filter=rc.tau_filter,
             tau_relabel=rc.tau_relabel, margin=rc.margin, tau_merge=rc.tau_merge,
             topk=rc.topk, mutual=rc.mutual, merge=rc.merge, filter_mad=rc.filter_mad,
-            reassign=rc.reassign, true_ids=truth,
+            reassign=rc.reassign, true_ids=truth, nlist=rc.nlist,
+            use_gpu=self.device.type == "cuda",  # faiss-gpu where the training runs on CUDA
         )  # fmt: skip
         new_labels = self.labels.copy()
         new_labels[rows] = result.labels
