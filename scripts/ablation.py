@@ -76,6 +76,7 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             for t in targets
         }
         report[variant]["seeds"] = len(runs)
+        report[variant]["mean_mAP_per_seed"] = [float(r["mean_mAP"]) for r in runs]
     quality = [r["label_quality"] for r in results.get("dynamix", []) if "label_quality" in r]
     if quality:
         report["purity"] = {
@@ -87,15 +88,20 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     variants = [v for v in VARIANTS if v in report]
-    targets = sorted(t for t in report[variants[0]] if t != "seeds")
-    head = "| variant | " + " | ".join(f"{t} {m}" for t in targets for m in METRICS) + " |"
-    lines = [head, "|---|" + "---:|" * (len(targets) * len(METRICS))]
+    targets = sorted(t for t, r in report[variants[0]].items() if isinstance(r, dict))
+    head = "| variant | " + " | ".join(f"{t} {m}" for t in targets for m in METRICS)
+    lines = [head + " | mean mAP |", "|---|" + "---:|" * (len(targets) * len(METRICS) + 1)]
     for v in variants:
         cells = [
             f"{report[v][t][m]['mean']:.3f} ± {report[v][t][m]['std']:.3f}"
             for t in targets
             for m in METRICS
         ]
+        per_seed = report[v].get("mean_mAP_per_seed")
+        if per_seed:
+            cells.append(f"{np.mean(per_seed):.3f} ± {np.std(per_seed):.3f}")
+        else:
+            cells.append("–")
         lines.append(f"| {LABELS[v]} | " + " | ".join(cells) + " |")
     seeds = sorted({report[v]["seeds"] for v in variants})
     lines.append("")
@@ -117,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out-dir", default=str(REPO / "runs" / "ablation"))
     ap.add_argument("--report", default=str(REPO / "reports" / "ablation.json"))
+    ap.add_argument(
+        "--report-only", action="store_true",
+        help="train nothing: report the finished (variant, seed) runs, skip missing ones",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -126,12 +136,19 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             t0 = time.perf_counter()
             out = Path(args.out_dir) / variant / f"seed{seed}"
+            if args.report_only and not (out / "metrics.json").is_file():
+                log.warning("%s seed %d: not run yet (%s); left out", variant, seed, out)
+                continue
             metrics = run_one(args.params, [*VARIANTS[variant], *args.set], out, seed)
             results.setdefault(variant, []).append(metrics)
             log.info("%s seed %d: mean target mAP %.4f (%.0f s)", variant, seed,
                      metrics["mean_mAP"], time.perf_counter() - t0)  # fmt: skip
+    if not results:
+        log.error("no finished runs under %s; run without --report-only first", args.out_dir)
+        return 1
     report = aggregate(results)
-    report["settings"] = {"seeds": args.seeds, "overrides": args.set}
+    seeds = {v: len(r) for v, r in results.items()}
+    report["settings"] = {"seeds": args.seeds, "overrides": args.set, "runs_per_variant": seeds}
     write_json_atomic(args.report, report)
     with atomic_path(Path(args.report).with_suffix(".md")) as tmp:
         Path(tmp).write_text(markdown(report))
