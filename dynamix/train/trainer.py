@@ -190,9 +190,9 @@ class Trainer:
             self._load(state, mine)
         else:
             self.init_bank()
+        self.sampler = self._build_sampler()
         self.videos: VideoGroups | None = None
         self._refresh_videos()
-        self.sampler = self._build_sampler()
         if mine is not None:
             self.sampler.load_state_dict(mine["sampler"])
         self.dataset = ManifestImageDataset(
@@ -226,12 +226,9 @@ class Trainer:
         distributed.broadcast_([self.bank.centroids, self.bank.counts])
 
     def _refresh_videos(self) -> None:
-        """Rebuild the id → video map from the live labels (video-restricted contrast)."""
+        """Rebuild the id → video map from the sampler's index of the live labels."""
         if self.cfg.loss.single_negatives == "video" and self.single_images.any():
-            self.videos = VideoGroups(
-                self.labels, self.table["train_camid"].to_numpy(), self.single_images,
-                self.bank.num_ids, self.device,
-            )  # fmt: skip
+            self.videos = VideoGroups(self.sampler.index, self.bank.num_ids, self.device)
 
     def _build_sampler(self) -> MixedBatchSampler:
         sc = self.cfg.sampler

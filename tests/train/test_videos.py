@@ -2,15 +2,19 @@
 
 import numpy as np
 
+from dynamix.sampling.index import IdIndex
 from dynamix.train.videos import VideoGroups
+
+
+def groups_of(labels, camids, single, num_ids):
+    return VideoGroups(IdIndex(np.array(labels), np.array(camids), np.array(single, bool)), num_ids)
 
 
 def test_video_groups_from_live_labels():
     # images: 2 multi-camera ids (0, 1), single-camera ids 2, 3 in video 7 and 4 in video 9
-    labels = np.array([0, 0, 1, 2, 2, 3, 4, -1])
-    camids = np.array([0, 1, 0, 7, 7, 7, 9, 9])
-    single = np.array([0, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
-    groups = VideoGroups(labels, camids, single, num_ids=6)
+    groups = groups_of(
+        [0, 0, 1, 2, 2, 3, 4, -1], [0, 1, 0, 7, 7, 7, 9, 9], [0, 0, 0, 1, 1, 1, 1, 1], 6
+    )
     assert groups.id_video.tolist() == [-1, -1, 7, 7, 9, -1]  # id 5 unused
     assert groups.tensor.tolist() == groups.id_video.tolist()
     # triplet groups: multi-camera and filtered samples 0, single-camera 1 + video
@@ -22,11 +26,8 @@ def test_video_groups_from_live_labels():
 
 
 def test_video_groups_follow_a_relabel():
-    labels = np.array([2, 2, 3, 3])
-    camids = np.array([7, 7, 9, 9])
-    single = np.ones(4, dtype=bool)
-    labels_after = np.array([2, 2, 2, -1])  # id 3's images moved to id 2 or filtered
-    groups = VideoGroups(labels_after, camids, single, num_ids=4)
+    camids, single = [7, 7, 9, 9], [1, 1, 1, 1]
+    groups = groups_of([2, 2, 2, -1], camids, single, 4)  # id 3's images moved or filtered
     assert groups.id_video[3] == -1  # no images left: no group
     assert sorted(groups.ids_of_batch_videos(np.array([2]))) == [2]
-    assert VideoGroups(labels, camids, single, num_ids=4).id_video.tolist() == [-1, -1, 7, 9]
+    assert groups_of([2, 2, 3, 3], camids, single, 4).id_video.tolist() == [-1, -1, 7, 9]
