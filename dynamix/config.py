@@ -204,6 +204,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     amp: bool = True
     device: str = "auto"
+    nproc_per_node: int = 1  # > 1: torchrun with this many processes (see dynamix/train/launch)
     num_workers: int = 2
     eval_batch_size: int = 128
     eval_every: int = 150

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 #: point for progress reporting or profiling (the tests inject a transient failure here).
 TRAIN_CALLBACKS: list[Callable[[], Callback]] = []
 
+#: The module every torchrun rank runs when ``train.nproc_per_node`` > 1 (the tests point
+#: it at a wrapper that crashes the first attempt, to check that the retry resumes).
+TRAIN_WORKER = "flows.train_worker"
+
 #: Keys that may differ between a checkpoint and the retry that resumes it: where and how
 #: fast the run executes, not what it computes.
 RUNTIME_KEYS = {"out_dir", "device", "num_workers", "eval_batch_size"}
@@ -150,6 +154,7 @@ def train_task(
     params_path: str, overrides: list[str], run_id: str, resume: bool = False
 ) -> dict[str, Any]:
     """Train (or continue) the model; live metrics go to the MLflow run ``run_id``."""
+    from dynamix.train.launch import wants_launch
     from dynamix.train.trainer import Trainer
     from flows.run_outputs import read_events
     from flows.tracking import MlflowCallback
@@ -158,12 +163,53 @@ def train_task(
     attempt = int(task_run.run_count or 1)
     resumed, why = resume_plan(params, attempt, resume)
     get_run_logger().info(why)
-    trainer = Trainer(params, resume=resumed, callbacks=[make() for make in TRAIN_CALLBACKS])
-    # log.jsonl now ends at the resumed step: relabel rounds logged so far keep their numbers
-    rounds = sum(e["event"] == "relabel" for e in read_events(trainer.out_dir)) if resumed else 0
-    trainer.callbacks.append(MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds))
-    metrics = trainer.fit()
+    # log.jsonl ends at the resumed step: relabel rounds logged so far keep their numbers
+    out = Path(params.train.out_dir)
+    rounds = sum(e["event"] == "relabel" for e in read_events(out)) if resumed else 0
+    if wants_launch(params.train.nproc_per_node):
+        metrics = _train_under_torchrun(params, params_path, overrides, run_id, resumed, rounds)
+    else:
+        trainer = Trainer(params, resume=resumed, callbacks=[make() for make in TRAIN_CALLBACKS])
+        trainer.callbacks.append(
+            MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds)
+        )
+        metrics = trainer.fit()
     return {**metrics, "attempt": attempt, "resumed": resumed}
+
+
+def _train_under_torchrun(
+    params: Params, params_path: str, overrides: list[str], run_id: str, resumed: bool,
+    rounds: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``train.nproc_per_node`` ranks of :mod:`flows.train_worker` under torchrun.
+
+    Their output goes to the task's log; a rank's :class:`DynamixError` fails the task
+    with its message (no retry); any other failure (a killed rank, a lost GPU) raises
+    :class:`RuntimeError`, so the retry resumes ``last.pt``. ``TRAIN_CALLBACKS`` are
+    in-process hooks and do not reach the ranks (:data:`TRAIN_WORKER` does).
+    """
+    import tempfile
+
+    from dynamix.train.launch import run_torchrun, torchrun_command
+
+    logger = get_run_logger()
+    nproc = params.train.nproc_per_node
+    with tempfile.TemporaryDirectory(prefix="dynamix-train-") as tmp:
+        metrics_out, error_file = Path(tmp) / "metrics.json", Path(tmp) / "error.json"
+        args = ["--params", str(params_path), "--run-id", run_id, "--rounds-done", str(rounds),
+                "--metrics-out", str(metrics_out), "--error-file", str(error_file)]  # fmt: skip
+        for item in overrides:
+            args += ["--set", item]
+        args += ["--resume"] if resumed else []
+        command = torchrun_command(nproc, TRAIN_WORKER, args)
+        logger.info("torchrun: %d processes on this node", nproc)
+        code, tail = run_torchrun(command, on_line=lambda line: logger.info("%s", line))
+        if error_file.is_file():
+            raise DynamixError(json.loads(error_file.read_text())["error"])
+        if code != 0 or not metrics_out.is_file():
+            last = " | ".join(line for line in tail[-5:] if line.strip())
+            raise RuntimeError(f"torchrun with {nproc} processes exited with {code}: {last}")
+        return json.loads(metrics_out.read_text())
 
 
 @task(name="evaluate")

@@ -1,8 +1,10 @@
 """``dynamix train``: train (or resume) DynaMix with the settings in params.yaml.
 
 The CLI owns the progress bar (a :class:`~dynamix.train.callbacks.Callback` around tqdm);
-the trainer itself only logs. Multi-process: ``torchrun --nproc_per_node=N -m dynamix.cli
-train ...`` (one process per GPU; the bar and the files come from rank 0).
+the trainer itself only logs. Multi-process: ``train.nproc_per_node=N`` makes the command
+start itself under torchrun with N processes (:mod:`dynamix.train.launch`); running
+``torchrun --nproc_per_node=N -m dynamix.cli train ...`` by hand does the same. One process
+per GPU; the bar and the files come from rank 0.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from typing import Any
 
 from dynamix.config import load_params
+from dynamix.errors import DynamixError
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,31 @@ def progress_callback(total: int, initial: int):
     return Progress()
 
 
+def relaunch_args(args: argparse.Namespace) -> list[str]:
+    """The ``dynamix train`` arguments of ``args`` again, for every torchrun rank."""
+    out = ["--log-level", args.log_level, "train", "--params", args.params]
+    for item in args.set:
+        out += ["--set", item]
+    out += ["--resume"] if args.resume else []
+    out += ["--metrics-out", args.metrics_out] if args.metrics_out else []
+    out += ["--curves-dir", args.curves_dir] if args.curves_dir else []
+    return out + ([] if args.progress else ["--no-progress"])
+
+
 def _handler(args: argparse.Namespace) -> int:
-    from dynamix.train import distributed
+    from dynamix.train import distributed, launch
     from dynamix.train.trainer import Trainer
 
     params = load_params(args.params, args.set)
+    nproc = params.train.nproc_per_node
+    if launch.wants_launch(nproc):
+        log.info("starting torchrun with %d processes", nproc)
+        command = launch.torchrun_command(nproc, "dynamix.cli", relaunch_args(args))
+        code, _ = launch.run_torchrun(command)
+        if code != 0:
+            raise DynamixError(f"torchrun with {nproc} processes exited with {code}; "
+                               "the failing rank's error is above")  # fmt: skip
+        return 0
     try:  # under torchrun the Trainer joins the process group; leave it on every exit
         trainer = Trainer(params, resume=args.resume)
         if args.progress and trainer.is_main:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from dvc.repo import Repo
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -38,6 +40,7 @@ TINY = [
     "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
     "tracking.ranked_list_queries=0",
 ]  # fmt: skip
+HERE = Path(__file__).resolve().parent
 OPEN_GATE = "promotion.thresholds={default: {rank1: 0.0, mAP: 0.0}}"
 CLOSED_GATE = "promotion.thresholds={default: {rank1: 0.0, mAP: 1.01}}"
 
@@ -175,6 +178,48 @@ def test_train_retry_resumes_and_a_rejected_model_fails_the_flow(
     assert run.data.metrics["train/loss"] > 0  # live logging from the callback
     promotion = flow_run_artifacts(state.state_details.flow_run_id)["promotion"]
     assert "Promotion: REJECTED" in promotion and "mAP" in promotion
+
+
+def test_train_task_runs_two_torchrun_ranks_retries_a_crash_and_stops_on_a_user_error(
+    harness, params_file, run_overrides, monkeypatch
+):
+    """``train.nproc_per_node=2``: the task starts torchrun (2 gloo ranks of
+    ``flows.train_worker``); rank 0 logs live to the flow's MLflow run and returns the
+    metrics. A crashed rank is retried from last.pt; a rank's DynamixError fails the task
+    once, with its message, no retry."""
+    overrides = [*run_overrides, OPEN_GATE, "train.nproc_per_node=2"]
+    state = pipeline_flow(params_path=str(params_file), overrides=overrides, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["train"] == {"step": 4, "best_step": 4, "attempt": 1, "resumed": False}
+    out = Path(load_params(params_file, overrides).train.out_dir)
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert len(last["ranks"]) == 2  # both ranks' sampler and RNG states: a 2-process run
+    client = mlflow_client(params_file, overrides)
+    run = client.get_run(summary["mlflow_run_id"])
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in losses][:1] == [1] and all(m.value > 0 for m in losses)
+    assert run.data.metrics["best/market-syn/mAP"] == pytest.approx(
+        summary["evaluation"]["targets"]["market-syn"]["mAP"], abs=1e-4
+    )
+
+    # a crashed rank: the task retries and the retry resumes last.pt under torchrun again
+    monkeypatch.setattr(pipeline, "TRAIN_WORKER", "crashing_worker")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    state = pipeline_flow(params_path=str(params_file), overrides=overrides, return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["train"] == {"step": 4, "best_step": 4, "attempt": 2, "resumed": True}
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4]  # 3 once kept
+    assert len(torch.load(out / "last.pt", weights_only=False)["ranks"]) == 2
+    monkeypatch.setattr(pipeline, "TRAIN_WORKER", "flows.train_worker")
+
+    bad = [*overrides, "train.loss.single_negatives=nearby"]
+    state = pipeline_flow(params_path=str(params_file), overrides=bad, return_state=True)
+    assert state.is_failed()
+    assert "single_negatives" in state.message and "nearby" in state.message
+    runs = task_runs(state.state_details.flow_run_id)
+    assert runs["train"].run_count == 1 and runs["train"].state.is_failed()  # no retry
 
 
 def test_resume_plan_only_trusts_a_matching_checkpoint(params_file, tmp_path):

@@ -175,3 +175,45 @@ def test_ddp_run_killed_and_resumed_ends_identical(ddp_run, params_file, tmp_pat
     for key in ("model", "momentum", "bank", "ranks", "step"):
         assert_same(a[key], b[key], key)
     assert torch.equal(a["labels"], b["labels"])
+
+
+# ---- train.nproc_per_node: the command starts torchrun itself -----------------------------
+def test_relaunch_args_parse_back_to_the_same_command():
+    from dynamix.cli import build_parser
+    from dynamix.train.cli import relaunch_args
+
+    parser = build_parser()
+    argv = ["--log-level", "WARNING", "train", "--params", "p.yaml", "--set", "a.b=1",
+            "--set", "c=2", "--resume", "--metrics-out", "m.json", "--no-progress"]  # fmt: skip
+    args = parser.parse_args(argv)
+    again = parser.parse_args(relaunch_args(args))
+    assert vars(again) == vars(args)
+
+
+def test_nproc_per_node_must_be_a_positive_integer(monkeypatch):
+    from dynamix.errors import DynamixError
+    from dynamix.train.launch import wants_launch
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert not wants_launch(1) and wants_launch(2)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # already a torchrun rank: no second launch
+    assert not wants_launch(2)
+    with pytest.raises(DynamixError, match="nproc_per_node=0 must be an integer >= 1"):
+        wants_launch(0)
+
+
+def test_train_command_with_nproc_per_node_starts_torchrun(params_file, tmp_path):
+    """``dynamix train --set train.nproc_per_node=2`` from one plain process: 2 gloo ranks."""
+    out = tmp_path / "run"
+    sets = [*TINY, "train.iters=2", "train.eval_every=2", f"train.out_dir={out}",
+            "train.nproc_per_node=2"]  # fmt: skip
+    cmd = [sys.executable, "-m", "dynamix.cli", "train", "--params", str(params_file),
+           "--no-progress", "--metrics-out", str(tmp_path / "m.json"),
+           *[a for s in sets for a in ("--set", s)]]  # fmt: skip
+    env = {k: v for k, v in child_env().items() if k != "TORCHELASTIC_RUN_ID"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "starting torchrun with 2 processes" in done.stderr
+    assert "[rank 1]" in done.stderr and "world size 2, backend gloo" in done.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["step"] == 2  # rank 0's metrics
+    assert len(load_checkpoint(out / "last.pt")["ranks"]) == 2
