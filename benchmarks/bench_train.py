@@ -45,6 +45,14 @@ def world_params(root: Path) -> Path:
     from dynamix.synth import generate_world
 
     world = generate_world(root / "raw", preset="tiny", seed=0, workers=1)
+    path = params_for_world(world, root)
+    prepare_manifests(load_params(path))
+    return path
+
+
+def params_for_world(world: Path, root: Path) -> Path:
+    """``root/params.yaml``: the repo's params.yaml pointed at the generated ``world``, with
+    manifests and validation reports under ``root`` (manifests not built yet)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"]["raw_dir"] = str(world)
     raw["data"]["manifests_dir"] = str(root / "manifests")
@@ -53,9 +61,9 @@ def world_params(root: Path) -> Path:
             spec["root"] = str(world / Path(spec["root"]).name)
     raw["validation"]["reports_dir"] = str(root / "validation")
     raw["validation"]["summary_path"] = str(root / "validation.json")
+    root.mkdir(parents=True, exist_ok=True)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
-    prepare_manifests(load_params(path))
     return path
 
 

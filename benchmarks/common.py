@@ -25,6 +25,7 @@ MODULES = (
     "bench_input",
     "bench_train",
     "bench_pipeline",
+    "bench_large",
 )
 
 

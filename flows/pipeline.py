@@ -12,8 +12,9 @@ flow opens it and passes its id to every task (MLflow's active run is per thread
   failing expectation and raises: the flow run fails and nothing downstream runs.
 - ``train``: the GPU task. Retried twice on failure (not on :class:`DynamixError`, which
   retrying cannot fix); a retry resumes ``<train.out_dir>/last.pt`` when its params
-  match, so a crash at step 9,000 does not start over. See the README for routing it to
-  a GPU work pool.
+  match, so a crash at step 9,000 does not start over. With ``train.nproc_per_node`` > 1
+  it launches torchrun with that many ranks of :mod:`flows.train_worker` on its node.
+  See the README for routing it to a GPU work pool.
 - ``evaluate``: every target domain from ``best.pt``; ``log-outputs``: checkpoints, curves,
   ranked lists and the model into the MLflow run; ``promote``: register the model and move
   the alias only on acceptance (:mod:`flows.promotion`).

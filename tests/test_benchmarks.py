@@ -21,7 +21,7 @@ from relabel_world import make_world  # noqa: E402
 
 CPU_CASES = [
     "relabel_1m_100k", "relabel_1m_100k_d768", "centroid_update", "sampler",
-    "input_pipeline", "train_step_cpu", "train_step_gpu",
+    "input_pipeline", "train_step_cpu", "train_step_gpu", "large_world",
 ]  # fmt: skip
 
 
@@ -83,6 +83,18 @@ def test_input_and_train_cases_measure_both_sizes_and_models(quick_results):
     assert all(r["main_img_s"] > 0 and r["baseline_v1_img_s"] > 0 for r in rows)
     (row,) = quick_results["train_step_cpu"]["params"]["rows"]
     assert row["model"] == "ViT-S/16" and row["batch"] == 8 and row["gflop_per_step"] > 0
+
+
+def test_large_world_trains_and_relabels_on_generated_files(quick_results):
+    p = quick_results["large_world"]["params"]
+    assert p["preset"] == "tiny" and p["final_step"] == 2
+    synth, manifests, init, run = p["rows"]
+    assert synth["stage"] == "synth" and synth["seconds"] > 0
+    assert init["stage"].startswith("trainer init") and init["train_images"] > manifests["images"]
+    # the round judged every single-camera image of the manifest, against the ground truth
+    assert p["round"]["images_judged"] == manifests["images"] > 0
+    assert 0 < p["label_quality"]["before"]["purity"] <= 1
+    assert run["relabel_round_s"] > 0 and run["tree_rss_gib"] > 0
 
 
 def test_synthetic_relabel_world_has_the_requested_noise():
