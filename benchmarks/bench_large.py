@@ -82,7 +82,7 @@ class TreeRss:
 
 
 @contextmanager
-def stage(rows: list[dict[str, Any]], name: str, **extra: Any):
+def stage(rows: list[dict[str, Any]], name: str):
     """Time the block; append {stage, seconds, peak RSS of this process and of the tree}."""
     reset_peak_rss()
     row: dict[str, Any] = {"stage": name}
@@ -91,7 +91,7 @@ def stage(rows: list[dict[str, Any]], name: str, **extra: Any):
         yield row
     row.update(
         seconds=round(time.perf_counter() - start, 1), rss_gib=round(peak_rss_gib(), 2),
-        tree_rss_gib=round(tree.peak / 2**30, 2), **extra,
+        tree_rss_gib=round(tree.peak / 2**30, 2),
     )  # fmt: skip
     rows.append(row)
     print(f"  {name}: {row}", flush=True)
@@ -127,6 +127,7 @@ def large_world(quick: bool) -> Measurement:
     from dynamix.data.manifest import read_manifest
     from dynamix.prepare import prepare_manifests
     from dynamix.train.trainer import Trainer
+    from flows.run_outputs import read_events
 
     preset = "tiny" if quick else "large"
     keep = os.environ.get("DYNAMIX_LARGE_WORLD") if not quick else None
@@ -149,10 +150,8 @@ def large_world(quick: bool) -> Measurement:
             row["ids"] = int(trainer.bank.num_ids)
         with stage(rows, "2 steps + 1 relabel round + evaluation") as row:
             metrics = trainer.fit()
-        events = [json.loads(x) for x in (trainer.out_dir / "log.jsonl").read_text().splitlines()]
-        (relabel,) = [e for e in events if e["event"] == "relabel"]
-        round_row = next(r for r in rows if r["stage"].startswith("2 steps"))
-        round_row["relabel_round_s"] = round(relabel["seconds"], 1)
+        (relabel,) = [e for e in read_events(trainer.out_dir) if e["event"] == "relabel"]
+        row["relabel_round_s"] = round(relabel["seconds"], 1)
         total = sum(r["seconds"] or 0 for r in rows)
         peak = max(r.get("rss_gib", 0) for r in rows)
         tree = max(r.get("tree_rss_gib", 0) for r in rows)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_train import world_params
+from bench_train import params_for_world, world_params
 from common import Measurement, benchmark, peak_rss_gib, reset_peak_rss
 
 TARGET = 0.05
@@ -93,8 +93,6 @@ def measure_pair(params_path: Path, root: Path, tag: str, sets: list[str], steps
 
 def demo_world_params(root: Path) -> Path:
     """The repo's params.yaml on a fresh ``default`` world (what the README demo trains)."""
-    from bench_train import params_for_world
-
     from dynamix.synth import generate_world
 
     world = generate_world(root / "default-raw", preset="default", seed=0)

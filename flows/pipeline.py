@@ -156,9 +156,8 @@ def train_task(
 ) -> dict[str, Any]:
     """Train (or continue) the model; live metrics go to the MLflow run ``run_id``."""
     from dynamix.train.launch import wants_launch
-    from dynamix.train.trainer import Trainer
     from flows.run_outputs import read_events
-    from flows.tracking import MlflowCallback
+    from flows.train_worker import tracked_trainer
 
     params = _params(params_path, overrides)
     attempt = int(task_run.run_count or 1)
@@ -170,11 +169,8 @@ def train_task(
     if wants_launch(params.train.nproc_per_node):
         metrics = _train_under_torchrun(params, params_path, overrides, run_id, resumed, rounds)
     else:
-        trainer = Trainer(params, resume=resumed, callbacks=[make() for make in TRAIN_CALLBACKS])
-        trainer.callbacks.append(
-            MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds)
-        )
-        metrics = trainer.fit()
+        callbacks = [make() for make in TRAIN_CALLBACKS]
+        metrics = tracked_trainer(params, resumed, run_id, rounds, callbacks).fit()
     return {**metrics, "attempt": attempt, "resumed": resumed}
 
 

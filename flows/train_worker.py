@@ -15,13 +15,31 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dynamix.config import load_params
+from dynamix.config import Params, load_params
 from dynamix.errors import DynamixError
 from dynamix.io import write_json_atomic
 from dynamix.train.callbacks import Callback
 
-log = logging.getLogger("flows.train_worker")
+if TYPE_CHECKING:
+    from dynamix.train.trainer import Trainer
+
+
+def tracked_trainer(
+    params: Params, resume: bool, run_id: str, rounds_done: int, callbacks: Sequence[Callback]
+) -> Trainer:
+    """The trainer of the pipeline's ``train`` task (in its process or on a torchrun rank):
+    ``callbacks`` plus, on rank 0, live metrics into the MLflow run ``run_id``."""
+    from dynamix.train.trainer import Trainer
+    from flows.tracking import MlflowCallback
+
+    trainer = Trainer(params, resume=resume, callbacks=list(callbacks))
+    if trainer.is_main:
+        trainer.callbacks.append(
+            MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds_done)
+        )
+    return trainer
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,18 +62,12 @@ def main(argv: list[str] | None = None, callbacks: Sequence[Callback] = ()) -> i
         level=logging.INFO, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"
     )
     from dynamix.train import distributed
-    from dynamix.train.trainer import Trainer
-    from flows.tracking import MlflowCallback, configure
+    from flows.tracking import configure
 
     params = load_params(args.params, args.set)
     configure(params)  # the flow's tracking store, for rank 0's live metrics
-    trainer = None
     try:
-        trainer = Trainer(params, resume=args.resume, callbacks=list(callbacks))
-        if trainer.is_main:
-            trainer.callbacks.append(
-                MlflowCallback(args.run_id, params.tracking.log_every, rounds_done=args.rounds_done)
-            )
+        trainer = tracked_trainer(params, args.resume, args.run_id, args.rounds_done, callbacks)
         metrics = trainer.fit()
     except DynamixError as exc:
         print(f"train worker: error: {exc}", file=sys.stderr)

@@ -49,11 +49,7 @@ def torchrun_command(nproc_per_node: int, module: str, args: Sequence[str]) -> l
 
 
 def run_torchrun(
-    command: Sequence[str],
-    *,
-    on_line: Callable[[str], None] | None = None,
-    env: dict[str, str] | None = None,
-    cwd: str | None = None,
+    command: Sequence[str], *, on_line: Callable[[str], None] | None = None
 ) -> tuple[int, list[str]]:
     """Run ``command`` to its end; return (exit code, the last 50 output lines).
 
@@ -61,12 +57,11 @@ def run_torchrun(
     without it they go straight to this process's terminal (progress bars stay live).
     """
     if on_line is None:
-        return subprocess.run(list(command), env=env, cwd=cwd, check=False).returncode, []
+        return subprocess.run(list(command), check=False).returncode, []
     tail: list[str] = []
     with subprocess.Popen(
-        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        bufsize=1, env=env, cwd=cwd,
-    ) as proc:  # fmt: skip
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
