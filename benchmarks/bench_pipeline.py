@@ -12,8 +12,10 @@ Both arms run the same params on the same synthetic world (same seed, same steps
 On the tiny world each arm runs at two training lengths, which splits the overhead into
 a fixed part per flow run (gate, model logging, re-evaluation, registry) and a part per
 training step (MLflow metric logging): ``wrapped(n) − direct(n) = fixed + per_step · n``.
-The full mode then runs both arms on the README demo itself (``params.yaml`` unchanged on
-a fresh ``default`` world): that pair is the headline number against the 5 % target.
+The full mode then runs the README demo itself (``params.yaml`` unchanged on a fresh
+``default`` world): a first flow run, the trainer directly, and a repeat flow run on the
+same data and MLflow store. The first run is the headline number against the 5 % target;
+the repeat run is what every later run on an unchanged data version pays.
 """
 
 from __future__ import annotations
@@ -57,38 +59,88 @@ def direct(params_path: Path, sets: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def wrapped(params_path: Path, sets: list[str], iters: int) -> float:
+def wrapped(params_path: Path, sets: list[str], iters: int, gate_reuse: bool = False) -> float:
+    """One flow run; unless ``gate_reuse``, the data gate's last pass is forgotten first
+    (a first run on new data: every image is opened)."""
+    from dynamix.config import load_params
+    from flows import gate_record
     from flows.pipeline import pipeline_flow
 
+    if not gate_reuse:
+        gate_record.record_path(load_params(params_path, sets)).unlink(missing_ok=True)
     start = time.perf_counter()
     state = pipeline_flow(params_path=str(params_path), overrides=sets, return_state=True)
     seconds = time.perf_counter() - start
     if not state.is_completed() or state.result()["train"]["step"] != iters:
         raise RuntimeError(f"pipeline flow did not complete: {state.name} {state.message}")
+    TASK_SECONDS.append(task_seconds(state.state_details.flow_run_id, seconds))
     return seconds
+
+
+#: Per flow run (in order), seconds per task and for the flow outside its tasks.
+TASK_SECONDS: list[dict[str, float]] = []
+
+
+def task_seconds(flow_run_id: Any, total: float) -> dict[str, float]:
+    """Wall seconds of each task run of the flow run, from the Prefect API."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    out = {
+        r.name.rsplit("-", 1)[0]: round((r.end_time - r.start_time).total_seconds(), 2)
+        for r in runs
+        if r.start_time and r.end_time
+    }
+    out["outside tasks"] = round(total - sum(out.values()), 2)
+    return out
+
+
+def row(tag: str, steps: int, direct_s: float, wrapped_s: float) -> dict[str, Any]:
+    extra = wrapped_s - direct_s
+    print(f"  {tag}: direct {direct_s:.1f}s, wrapped {wrapped_s:.1f}s", flush=True)
+    return {
+        "run": tag, "steps": steps, "direct_s": round(direct_s, 2),
+        "wrapped_s": round(wrapped_s, 2), "overhead_s": round(extra, 2),
+        "overhead": f"{extra / direct_s:.1%}",
+    }  # fmt: skip
+
+
+def arm_overrides(root: Path, arm: str, tag: str, sets: list[str]) -> list[str]:
+    """``sets`` plus the arm's own out_dir and MLflow store."""
+    out = root / f"{arm}-{tag}"
+    return [*sets, f"train.out_dir={out}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}"]
 
 
 def measure_pair(params_path: Path, root: Path, tag: str, sets: list[str], steps: int,
                  wrapped_first: bool) -> dict[str, Any]:  # fmt: skip
     """Both arms once on the same params (``sets`` + each arm's own out_dir and store)."""
-
-    def own(arm: str) -> list[str]:
-        out = root / f"{arm}-{tag}"
-        return [*sets, f"train.out_dir={out}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}"]
-
     arms = {
-        "direct": lambda: direct(params_path, own("direct")),
-        "wrapped": lambda: wrapped(params_path, own("wrapped"), steps),
+        "direct": lambda: direct(params_path, arm_overrides(root, "direct", tag, sets)),
+        "wrapped": lambda: wrapped(params_path, arm_overrides(root, "wrapped", tag, sets), steps),
     }
     order = ("wrapped", "direct") if wrapped_first else ("direct", "wrapped")
     times = {name: arms[name]() for name in order}
-    extra = times["wrapped"] - times["direct"]
-    print(f"  {tag}: direct {times['direct']:.1f}s, wrapped {times['wrapped']:.1f}s", flush=True)
-    return {
-        "run": tag, "steps": steps, "direct_s": round(times["direct"], 2),
-        "wrapped_s": round(times["wrapped"], 2), "overhead_s": round(extra, 2),
-        "overhead": f"{extra / times['direct']:.1%}",
-    }  # fmt: skip
+    return row(tag, steps, times["direct"], times["wrapped"])
+
+
+def measure_demo(params_path: Path, root: Path, steps: int) -> list[dict[str, Any]]:
+    """The demo: a first flow run on the new world (the gate opens every image, the
+    MLflow store is created), the trainer directly, then a second flow run on the same
+    data and store (the gate's pass is reused: what every later run on a data version
+    pays). Both flow runs are compared with the one direct run between them."""
+    sets = arm_overrides(root, "wrapped", "demo", [])
+    TASK_SECONDS.clear()
+    first = wrapped(params_path, sets, steps)
+    base = direct(params_path, arm_overrides(root, "direct", "demo", []))
+    repeat = wrapped(params_path, sets, steps, gate_reuse=True)
+    return [
+        row("demo, first run", steps, base, first),
+        row("demo, repeat run", steps, base, repeat),
+    ]
 
 
 def demo_world_params(root: Path) -> Path:
@@ -122,7 +174,7 @@ def pipeline_overhead(quick: bool) -> Measurement:
             from dynamix.config import load_params
 
             iters = load_params(demo_params).train.iters
-            rows.append(measure_pair(demo_params, root, "demo", [], iters, False))
+            rows += measure_demo(demo_params, root, iters)
         peak = peak_rss_gib()
     (n1, r1), (n2, r2) = ((r["steps"], r) for r in rows[:2])
     per_step = (r2["overhead_s"] - r1["overhead_s"]) / (n2 - n1)
@@ -132,7 +184,7 @@ def pipeline_overhead(quick: bool) -> Measurement:
     base = r1["direct_s"] - step_s * n1
     slack = TARGET * step_s - per_step
     break_even = (fixed - TARGET * base) / slack if slack > 0 else None
-    head = rows[-1]
+    head, repeat = rows[2 if demo_params else -1], rows[-1]
     params = {
         "sizes": "demo recipe, default world"
         if demo_params
@@ -141,15 +193,23 @@ def pipeline_overhead(quick: bool) -> Measurement:
         "seconds_is": f"wrapped pipeline flow, {head['run']} ({head['steps']} steps); "
         "baseline: the trainer directly",
         "overhead": head["overhead"],
+        "repeat_run_overhead": repeat["overhead"] if demo_params else None,
         "fixed_overhead_s": round(fixed, 2),
         "per_step_overhead_s": round(per_step, 4),
         "direct_step_s": round(step_s, 4),
         "tiny_steps_for_5pct": None if break_even is None else max(0, round(break_even)),
         "target": "overhead <= 5 % of the direct run",
         "target_met": bool(head["overhead_s"] <= TARGET * head["direct_s"]),
+        "repeat_run_target_met": bool(repeat["overhead_s"] <= TARGET * repeat["direct_s"])
+        if demo_params
+        else None,
         "baseline": "prepare_manifests + Trainer(params).fit() in the same process",
         "rows_title": "both arms per run; overhead = wrapped − direct (tiny: 4 + 4 ids × 4 "
-        "images, no relabeling; demo: params.yaml as is)",
+        "images, no relabeling; demo: params.yaml as is; its repeat run: same data and "
+        "MLflow store, the gate's pass reused)",
         "rows": rows,
+        "demo_task_seconds": dict(zip(("first run", "repeat run"), TASK_SECONDS, strict=True))
+        if demo_params
+        else None,
     }
     return Measurement(head["wrapped_s"], peak, head["direct_s"], params)

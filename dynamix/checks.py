@@ -39,27 +39,39 @@ def read_manifest_unchecked(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _decode(path: str) -> tuple[bool, int, int]:
+    """(decodes, height, width) of one image file; (False, -1, -1) for bad bytes."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return True, im.size[1], im.size[0]
+    except Exception:  # Pillow raises OSError, SyntaxError, ValueError... on bad bytes
+        return False, -1, -1
+
+
 def image_facts(paths: Sequence[str], decode: np.ndarray) -> pd.DataFrame:
     """``file_exists`` for every path; ``decodes``/``height``/``width`` where ``decode``.
 
-    One streaming pass, one image open at a time. Rows not decoded (not sampled, or the
+    One streaming pass, one image open at a time (threads do not help: Pillow holds the
+    GIL for most of a small image's open + decode). Rows not decoded (not sampled, or the
     file is missing) stay null so that they are neither passed nor failed.
     """
-    from PIL import Image
-
     n = len(paths)
     exists = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=n)
-    decodes = pd.array([None] * n, dtype="boolean")
-    height = pd.array([None] * n, dtype="Int64")
-    width = pd.array([None] * n, dtype="Int64")
-    for i in np.flatnonzero(decode & exists):
-        try:
-            with Image.open(paths[i]) as im:
-                im.load()
-                width[i], height[i] = im.size
-            decodes[i] = True
-        except Exception:  # Pillow raises OSError, SyntaxError, ValueError... on bad bytes
-            decodes[i] = False
+    rows = np.flatnonzero(decode & exists)
+    found = [_decode(paths[i]) for i in rows]
+    ok, done = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    size = np.zeros((n, 2), dtype=np.int64)
+    done[rows] = True
+    if found:
+        ok[rows] = [f[0] for f in found]
+        size[rows] = [f[1:] for f in found]
+    decodes = pd.array(ok, dtype="boolean")
+    decodes[~done] = pd.NA
+    height, width = (pd.array(size[:, i], dtype="Int64") for i in (0, 1))
+    height[~ok], width[~ok] = pd.NA, pd.NA
     return pd.DataFrame(
         {"file_exists": exists, "decodes": decodes, "height": height, "width": width}
     )

@@ -9,13 +9,16 @@ flow opens it and passes its id to every task (MLflow's active run is per thread
   (:mod:`flows.data_source`); untracked folders are used as they are.
 - ``prepare-manifests`` and ``validate-data``: the Great Expectations gate. A failing
   suite logs the full GX results to MLflow, publishes a markdown artifact naming each
-  failing expectation and raises: the flow run fails and nothing downstream runs.
+  failing expectation and raises: the flow run fails and nothing downstream runs. A pass
+  on exactly the same inputs as the last pass (manifests, image sizes and mtimes,
+  settings, gate code: :mod:`flows.gate_record`) is reused instead of re-run.
 - ``train``: the GPU task. Retried twice on failure (not on :class:`DynamixError`, which
   retrying cannot fix); a retry resumes ``<train.out_dir>/last.pt`` when its params
   match, so a crash at step 9,000 does not start over. With ``train.nproc_per_node`` > 1
   it launches torchrun with that many ranks of :mod:`flows.train_worker` on its node.
   See the README for routing it to a GPU work pool.
-- ``evaluate``: every target domain from ``best.pt``; ``log-outputs``: checkpoints, curves,
+- ``evaluate``: every target domain from ``best.pt`` (the trainer's recorded evaluation
+  of it when still valid, else a feature pass); ``log-outputs``: checkpoints, curves,
   ranked lists and the model into the MLflow run; ``promote``: register the model and move
   the alias only on acceptance (:mod:`flows.promotion`).
 
@@ -99,7 +102,10 @@ def validate_task(params_path: str, overrides: list[str], run_id: str) -> dict[s
     from flows.validation import failure_line, format_markdown, validate_data
 
     params = _params(params_path, overrides)
-    summary = validate_data(params)
+    summary = validate_data(params, reuse=True)
+    if summary.get("reused_from"):
+        get_run_logger().info("data gate: inputs unchanged since its pass at %s, result reused",
+                              summary["reused_from"])  # fmt: skip
     tracking.log_validation_results(params, summary, run_id=run_id)
     create_markdown_artifact(
         key="data-validation",
@@ -211,12 +217,19 @@ def _train_under_torchrun(
 
 @task(name="evaluate")
 def evaluate_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
-    """Every target domain, from ``best.pt`` (the checkpoint that gets logged)."""
+    """Every target domain, from ``best.pt`` (the checkpoint that gets logged).
+
+    The trainer's own evaluation of ``best.pt`` is reused when it was computed on these
+    very target rows with these settings; a rebuilt manifest or another metric means a
+    fresh feature pass (``source`` in the result says which).
+    """
     from dynamix.infer import evaluate_checkpoint
 
     params = _params(params_path, overrides)
     best = Path(params.train.out_dir) / "best.pt"
-    return evaluate_checkpoint(params, best, encoder=params.train.eval_model)
+    result = evaluate_checkpoint(params, best, encoder=params.train.eval_model, reuse_recorded=True)
+    get_run_logger().info("%s: %s evaluation at step %d", best, result["source"], result["step"])
+    return result
 
 
 @task(name="log-outputs")

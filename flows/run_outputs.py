@@ -52,6 +52,7 @@ class TrainedModel:
     encoder: str  # momentum | online
     img_size: tuple[int, int]
     metrics: dict[str, dict[str, float]]  # {target: {rank1, rank5, rank10, mAP, mINP, ...}}
+    last_eval: dict[str, Any]  # the checkpoint's evaluation record (dynamix.train.eval_record)
 
 
 def load_trained_model(run_dir: str | os.PathLike[str]) -> TrainedModel:
@@ -68,9 +69,10 @@ def load_trained_model(run_dir: str | os.PathLike[str]) -> TrainedModel:
     state = read_checkpoint(found[0])
     encoder = state["params"].get("train", {}).get("eval_model", "momentum")
     model, info = build_encoder(state, found[0], encoder)
-    targets = (state.get("last_eval") or {}).get("targets") or {}
+    last_eval = state.get("last_eval") or {}
+    targets = last_eval.get("targets") or {}
     metrics = {t: {k: float(v) for k, v in m.items()} for t, m in targets.items()}
-    return TrainedModel(model, found[0], info.step, encoder, info.img_size, metrics)
+    return TrainedModel(model, found[0], info.step, encoder, info.img_size, metrics, last_eval)
 
 
 def input_example(params: Params, img_size: tuple[int, int], n: int = 2) -> np.ndarray:
@@ -100,11 +102,15 @@ def write_ranked_lists(
 ) -> list[Path]:
     """One ranked-list PNG per target (``ranked_<target>.png``), queries spread evenly.
 
-    Costs one feature pass over each target's query and gallery images; skipped (with a
-    warning) when the manifests are not there.
+    Drawn from the top matches the trainer recorded when it evaluated the checkpoint
+    (:mod:`dynamix.train.eval_record`) while they still fit these targets and
+    ``num_queries``; otherwise one feature pass over the target's queries and gallery.
+    Skipped (with a warning) when the manifests are not there.
     """
     from dynamix.evaluation import plot_ranked_list
+    from dynamix.evaluation.topk import TopK
     from dynamix.train.data import target_splits
+    from dynamix.train.eval_record import rank_queries, ranked_rows, reusable_targets
     from dynamix.train.features import extract_features
 
     if num_queries <= 0:
@@ -114,19 +120,24 @@ def write_ranked_lists(
     except DynamixError as exc:
         log.warning("ranked lists skipped: %s", exc)
         return []
+    recorded = trained.last_eval.get("ranked") or {}
+    usable = set(reusable_targets(trained.last_eval, params, splits, trained.encoder))
     out = []
     for name, (query, gallery) in splits.items():
-        rows = np.unique(np.linspace(0, len(query) - 1, num_queries).astype(int))
+        rows = ranked_rows(len(query), num_queries)
         q = query.iloc[rows].reset_index(drop=True)
-        kw = {"img_size": trained.img_size, "batch_size": params.train.eval_batch_size}
-        qf = extract_features(trained.model, q["path"].astype(str).tolist(), **kw)  # (n, D)
-        gf = extract_features(trained.model, gallery["path"].astype(str).tolist(), **kw)
-        distmat = (1.0 - qf @ gf.T).numpy()  # (n, G) cosine distance of unit vectors
+        top = recorded.get(name) if name in usable else None
+        if top is None or top["rows"] != rows:  # not recorded: one feature pass
+            kw = {"img_size": trained.img_size, "batch_size": params.train.eval_batch_size}
+            qf = extract_features(trained.model, q["path"].astype(str).tolist(), **kw)
+            gf = extract_features(trained.model, gallery["path"].astype(str).tolist(), **kw)
+            top = rank_queries(qf, gf, q, gallery, len(q), params.evaluation.metric)
+        ranked = TopK(np.asarray(top["indices"], dtype=np.int64), np.asarray(top["distances"]))
         path = plot_ranked_list(
-            q["path"].astype(str).tolist(), gallery["path"].astype(str).tolist(), distmat,
+            q["path"].astype(str).tolist(), gallery["path"].astype(str).tolist(), ranked,
             q["pid"].to_numpy(), gallery["pid"].to_numpy(), q["camid"].to_numpy(),
             gallery["camid"].to_numpy(), Path(out_dir) / f"ranked_{name}.png",
-            topk=min(10, len(gallery)), num_queries=len(q),
+            topk=ranked.indices.shape[1], num_queries=len(q),
         )  # fmt: skip
         out.append(path)
     return out

@@ -97,6 +97,37 @@ def test_undecodable_image(env):
     assert f["unexpected_count"] == 1 and f["examples"] == [victim]
 
 
+def test_a_pass_is_reused_only_while_every_input_is_unchanged(env, monkeypatch):
+    import dynamix.checks
+    from flows import gate_record
+
+    _, params = env
+    first = validate_data(params, reuse=True)  # nothing recorded yet: a full run
+    assert first["success"] and "reused_from" not in first
+    assert gate_record.record_path(params).is_file()
+    key = gate_record.fingerprint(params)
+    prepare_manifests(params)  # the flow rebuilds the manifests every run: same bytes
+    assert gate_record.fingerprint(params) == key
+
+    def no_decode(path):
+        raise AssertionError(f"decoded {path} although nothing changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(dynamix.checks, "_decode", no_decode)
+        again = validate_data(params, reuse=True)
+    assert again["reused_from"] and again["datasets"] == first["datasets"]
+    assert "reused: inputs unchanged since" in format_summary(again)
+
+    _, df = manifest(params, "night-syn")
+    victim = df["path"].iloc[5]
+    Path(victim).write_bytes(b"not a jpeg")  # one image rewritten: its size and mtime move
+    bad = validate_data(params, reuse=True)
+    assert "reused_from" not in bad and not bad["success"]
+    assert only_failure(bad, IN_SET, "decodes", "night-syn")["examples"] == [victim]
+    assert not gate_record.record_path(params).exists()  # a failure is never reused
+    assert not validate_data(params, reuse=True)["success"]  # still failing, run again
+
+
 def test_deleted_image(env):
     _, params = env
     _, df = manifest(params, "duke-syn")

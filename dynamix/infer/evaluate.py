@@ -34,12 +34,19 @@ def evaluate_checkpoint(
     encoder: str = "momentum",
     targets: list[str] | None = None,
     plots_dir: str | os.PathLike[str] | None = None,
+    reuse_recorded: bool = False,
 ) -> dict[str, Any]:
     """Market-1501 metrics of ``checkpoint_path`` on ``targets`` (default: every target).
 
     Returns ``{"checkpoint", "step", "encoder", "targets": {name: {rank1, rank5, rank10,
-    mAP, mINP, num_valid_query}}, "mean_mAP"}``. With ``plots_dir``, also writes a
+    mAP, mINP, num_valid_query}}, "mean_mAP", "source"}``. With ``plots_dir``, also writes a
     ranked-list PNG per target (``ranks_<target>.png``: the first queries and their top 10).
+
+    ``reuse_recorded``: when the checkpoint's own evaluation was computed with this encoder
+    and these settings on these very query/gallery rows
+    (:func:`~dynamix.train.eval_record.reusable_targets`), return its numbers without a
+    feature pass (``source: recorded``); otherwise, and always with ``plots_dir``,
+    extract (``source: extracted``).
     """
     from dynamix.evaluation import evaluate_features
     from dynamix.infer.checkpoint import build_encoder, read_checkpoint
@@ -51,9 +58,13 @@ def evaluate_checkpoint(
     device = resolve_device(cfg.device)
     amp = cfg.amp and device.type == "cuda"  # the trainer's rule: bf16 autocast on CUDA only
     state = read_checkpoint(checkpoint_path)
+    splits = _select(target_splits(params), targets)
+    if reuse_recorded and plots_dir is None:
+        recorded = _recorded(state, params, splits, encoder, checkpoint_path)
+        if recorded is not None:
+            return recorded
     model, info = build_encoder(state, checkpoint_path, encoder, device)
     del state  # optimizer, bank and the other encoder are not needed any more
-    splits = _select(target_splits(params), targets)
     kw = dict(img_size=info.img_size, batch_size=cfg.eval_batch_size,
               num_workers=cfg.num_workers, device=device, amp=amp)  # fmt: skip
     results: dict[str, Any] = {}
@@ -76,6 +87,36 @@ def evaluate_checkpoint(
         "encoder": encoder,
         "targets": results,
         "mean_mAP": float(np.mean([r["mAP"] for r in results.values()])),
+        "source": "extracted",
+    }
+
+
+def _recorded(
+    state: dict[str, Any], params: Params, splits: dict[str, Any], encoder: str,
+    checkpoint_path: str | os.PathLike[str],
+) -> dict[str, Any] | None:  # fmt: skip
+    """The checkpoint's own numbers for ``splits``, or None when any of them is stale."""
+    from dynamix.train.eval_record import reusable_targets
+
+    last = state.get("last_eval") or {}
+    if int(last.get("step", -1)) != int(state.get("step", -2)):
+        return None  # last.pt after further steps: its record is of an older model
+    usable = reusable_targets(last, params, splits, encoder)
+    if set(usable) != set(splits):
+        log.info("%s: recorded evaluation does not cover %s; extracting features",
+                 checkpoint_path, ", ".join(sorted(set(splits) - set(usable))))  # fmt: skip
+        return None
+    results = {name: dict(last["targets"][name]) for name in splits}
+    for name, r in results.items():
+        log.info("%s: rank1 %.4f mAP %.4f (recorded at step %d)", name, r["rank1"], r["mAP"],
+                 int(last["step"]))  # fmt: skip
+    return {
+        "checkpoint": str(checkpoint_path),
+        "step": int(last["step"]),
+        "encoder": encoder,
+        "targets": results,
+        "mean_mAP": float(np.mean([r["mAP"] for r in results.values()])),
+        "source": "recorded",
     }
 
 

@@ -68,6 +68,20 @@ def target_splits(params: Params) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]
     return out
 
 
+def split_fingerprint(query: pd.DataFrame, gallery: pd.DataFrame) -> str:
+    """SHA-256 of what an evaluation of a target depends on: its query and gallery rows
+    (path, pid, camid, in order). A recorded evaluation is reused only while this matches.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (query, gallery):
+        rows = part[["path", "pid", "camid"]].astype({"path": str})
+        digest.update(len(rows).to_bytes(8, "little"))
+        digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 def true_ids(params: Params, table: pd.DataFrame) -> np.ndarray | None:
     """(N,) true person per train row (−1 junk / unknown), or None without ground truth.
 

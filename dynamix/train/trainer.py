@@ -69,6 +69,7 @@ from dynamix.sampling import SINGLE, MixedBatchSampler
 from dynamix.train import distributed
 from dynamix.train.callbacks import Callback, JsonlLogger
 from dynamix.train.data import target_splits, train_table, true_ids
+from dynamix.train.eval_record import evaluated_on, rank_queries
 from dynamix.train.features import extract_features
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint, save_checkpoint
@@ -394,10 +395,11 @@ class Trainer:
         Under DDP rank 0 evaluates and broadcasts the metrics, so every rank keeps the same
         ``best_map``/``last_eval`` and takes part in saving ``best.pt``.
         """
-        results = self._evaluate_targets() if self.is_main else None
-        results = distributed.broadcast_object(results)
+        record = self._evaluate_targets() if self.is_main else None
+        record = distributed.broadcast_object(record)
+        results = record["targets"]
         mean_map = float(np.mean([r["mAP"] for r in results.values()]))
-        self.last_eval = {"step": self.step, "targets": results, "mean_mAP": mean_map}
+        self.last_eval = {"step": self.step, **record, "mean_mAP": mean_map}
         flat = {f"{n}/{k}": v for n, r in results.items() for k, v in r.items()}
         self._emit("on_eval", {**flat, "mean_mAP": mean_map})
         if self.is_main:
@@ -408,12 +410,17 @@ class Trainer:
             self.save("best.pt")
         return self.last_eval
 
-    def _evaluate_targets(self) -> dict[str, dict[str, Any]]:
+    def _evaluate_targets(self) -> dict[str, Any]:
+        """Metrics per target, plus the record that lets the pipeline reuse them
+        (:mod:`dynamix.train.eval_record`: what they were computed on, and the top
+        matches of ``tracking.ranked_list_queries`` queries for the ranked-list picture)."""
         from dynamix.evaluation import evaluate_features
 
         ev = self.params.evaluation
         encoder = self.momentum if self.cfg.eval_model == "momentum" else self.model
         results: dict[str, Any] = {}
+        ranked: dict[str, Any] = {}
+        num_ranked = self.params.tracking.ranked_list_queries
         for name, (query, gallery) in self.targets.items():
             qf = self._features(encoder, query["path"].astype(str).tolist())
             gf = self._features(encoder, gallery["path"].astype(str).tolist())
@@ -423,7 +430,9 @@ class Trainer:
                 max_rank=ev.max_rank, metric=ev.metric, block_size=ev.block_size,
             ).as_dict()  # fmt: skip
             results[name] = {k: result[k] for k in (*EVAL_KEYS, "num_valid_query") if k in result}
-        return results
+            ranked[name] = rank_queries(qf, gf, query, gallery, num_ranked, ev.metric)
+        on = evaluated_on(self.params, self.targets, self.cfg.eval_model)
+        return {"targets": results, "evaluated_on": on, "ranked": ranked}
 
     def _emit(self, event: str, payload: Any) -> None:
         """Call ``event`` on every callback, on rank 0 only (one log, one MLflow run)."""
@@ -469,7 +478,7 @@ class Trainer:
     # ---- results and state -------------------------------------------------------------
     def write_metrics(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
-            **self.last_eval,
+            **{k: v for k, v in self.last_eval.items() if k not in ("evaluated_on", "ranked")},
             "best_mean_mAP": self.best_map,
             "best_step": self.best_step,
             "eval_model": self.cfg.eval_model,

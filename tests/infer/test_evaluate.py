@@ -30,6 +30,49 @@ def test_equals_the_trainers_last_eval(tiny_run):
     assert 0 < got["mean_mAP"] < 1
 
 
+def _no_feature_pass(*args, **kwargs):
+    raise AssertionError("a feature pass ran although the recorded evaluation holds")
+
+
+def test_recorded_evaluation_is_reused_without_a_feature_pass(tiny_run, monkeypatch):
+    import dynamix.train.features
+
+    extracted = evaluate_checkpoint(tiny_run.params(), tiny_run.checkpoint)
+    assert extracted["source"] == "extracted"
+    with monkeypatch.context() as m:
+        m.setattr(dynamix.train.features, "extract_features", _no_feature_pass)
+        got = evaluate_checkpoint(tiny_run.params(), tiny_run.checkpoint, reuse_recorded=True)
+    assert got["source"] == "recorded" and got["step"] == extracted["step"] == 2
+    for name, metrics in extracted["targets"].items():
+        for key, value in metrics.items():
+            assert got["targets"][name][key] == pytest.approx(value, abs=1e-6), (name, key)
+    assert got["mean_mAP"] == pytest.approx(extracted["mean_mAP"], abs=1e-6)
+
+
+@pytest.mark.parametrize("change", ["metric", "encoder", "gallery row dropped"])
+def test_a_stale_record_means_a_fresh_feature_pass(tiny_run, tmp_path, change):
+    import shutil
+
+    import pandas as pd
+
+    extra, encoder = [], "momentum"
+    if change == "metric":
+        extra = ["evaluation.metric=euclidean"]
+    elif change == "encoder":
+        encoder = "online"
+    else:  # the same targets, one gallery image fewer: the recorded numbers do not hold
+        manifests = tmp_path / "manifests"
+        shutil.copytree(tiny_run.manifest("market-syn").parent, manifests)
+        df = pd.read_parquet(manifests / "market-syn.parquet")
+        drop = df.index[df["split"] == "gallery"][0]
+        df.drop(index=drop).to_parquet(manifests / "market-syn.parquet")
+        extra = [f"data.manifests_dir={manifests}"]
+    params = tiny_run.params(*extra)
+    got = evaluate_checkpoint(params, tiny_run.checkpoint, encoder, reuse_recorded=True)
+    assert got["source"] == "extracted"
+    assert got == {**evaluate_checkpoint(params, tiny_run.checkpoint, encoder)}
+
+
 def test_online_encoder_and_a_target_subset(tiny_run):
     got = evaluate_checkpoint(tiny_run.params(), tiny_run.checkpoint, "online", ["night-syn"])
     assert got["encoder"] == "online" and list(got["targets"]) == ["night-syn"]

@@ -192,6 +192,7 @@ def test_train_task_runs_two_torchrun_ranks_retries_a_crash_and_stops_on_a_user_
     assert state.is_completed(), state.message
     summary = state.result()
     assert summary["train"] == {"step": 4, "best_step": 4, "attempt": 1, "resumed": False}
+    assert summary["evaluation"]["source"] == "recorded"  # rank 0's evaluation of best.pt
     out = Path(load_params(params_file, overrides).train.out_dir)
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
     assert len(last["ranks"]) == 2  # both ranks' sampler and RNG states: a 2-process run

@@ -123,6 +123,30 @@ def test_outputs_checkpoints_plots_and_summary_metrics(client, tracked_run):
     )
 
 
+def test_ranked_lists_are_drawn_from_the_recorded_evaluation(tracked_run, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import dynamix.train.features
+    from flows.run_outputs import write_ranked_lists
+
+    trained, params = load_trained_model(tracked_run.run_dir), tracked_run.params()
+    queries = params.tracking.ranked_list_queries
+    assert {len(r["rows"]) for r in trained.last_eval["ranked"].values()} == {queries}
+    # no record (a checkpoint from before records existed): one feature pass per target
+    fresh = write_ranked_lists(replace(trained, last_eval={}), params, tmp_path / "a", queries)
+
+    def no_feature_pass(*args, **kwargs):
+        raise AssertionError("feature pass although best.pt recorded its top matches")
+
+    with monkeypatch.context() as m:
+        m.setattr(dynamix.train.features, "extract_features", no_feature_pass)
+        recorded = write_ranked_lists(trained, params, tmp_path / "b", queries)
+    assert [p.name for p in recorded] == [p.name for p in fresh] == [
+        "ranked_market-syn.png", "ranked_night-syn.png"]  # fmt: skip
+    for a, b in zip(fresh, recorded, strict=True):
+        assert a.read_bytes() == b.read_bytes()  # the same picture either way
+
+
 def test_logged_model_loads_and_embeds_its_input_example(client, tracked_run):
     model_uri = tracked_run.outputs["model_uri"]
     assert client.get_run(tracked_run.run_id).data.tags["dynamix.model_uri"] == model_uri
