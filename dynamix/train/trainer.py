@@ -118,6 +118,10 @@ class Trainer:
         self.device = distributed.init_from_env(resolve_device(cfg.device))
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
+        if self.is_main and self.world_size > 1 and self.world_size != cfg.nproc_per_node:
+            log.warning("started by torchrun with %d processes while train.nproc_per_node "
+                        "is %s: the run uses %d (the key is how many dynamix starts itself)",
+                        self.world_size, cfg.nproc_per_node, self.world_size)  # fmt: skip
         seed = distributed.rank_seed(cfg.seed, self.rank)  # = cfg.seed on rank 0
         self.amp = cfg.amp and self.device.type == "cuda"  # bf16: no loss scaler needed
         if cfg.eval_model not in ("momentum", "online"):

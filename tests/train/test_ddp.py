@@ -127,6 +127,8 @@ def ddp_run(params_file, tmp_path_factory) -> Path:
     done = torchrun(params_file, base / "run", base / "dump")
     assert done.returncode == 0, done.stderr[-4000:]
     assert "world size 2, backend gloo" in done.stderr
+    # a hand-started torchrun wins over params.yaml, and says so
+    assert "started by torchrun with 2 processes while train.nproc_per_node is 1" in done.stderr
     return base
 
 
