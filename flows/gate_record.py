@@ -16,6 +16,7 @@ output ``reports_dir``, because modification times differ between machines.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -67,8 +68,9 @@ def fingerprint(params: Params) -> str:
         if not manifest.is_file():
             digest.update(b"missing")
             continue
-        digest.update(manifest.read_bytes())
-        paths = pd.read_parquet(manifest, columns=["path"])["path"]
+        data = manifest.read_bytes()
+        digest.update(data)
+        paths = pd.read_parquet(io.BytesIO(data), columns=["path"])["path"]
         digest.update(_file_stats(paths).tobytes())
     return digest.hexdigest()
 

@@ -131,7 +131,7 @@ def write_ranked_lists(
             kw = {"img_size": trained.img_size, "batch_size": params.train.eval_batch_size}
             qf = extract_features(trained.model, q["path"].astype(str).tolist(), **kw)
             gf = extract_features(trained.model, gallery["path"].astype(str).tolist(), **kw)
-            top = rank_queries(qf, gf, q, gallery, len(q), params.evaluation.metric)
+            top = rank_queries(qf, gf, q, gallery, list(range(len(q))), params.evaluation.metric)
         ranked = TopK(np.asarray(top["indices"], dtype=np.int64), np.asarray(top["distances"]))
         path = plot_ranked_list(
             q["path"].astype(str).tolist(), gallery["path"].astype(str).tolist(), ranked,

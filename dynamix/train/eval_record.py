@@ -39,14 +39,13 @@ def rank_queries(
     g_feats: torch.Tensor,
     query: pd.DataFrame,
     gallery: pd.DataFrame,
-    num_rows: int,
+    rows: list[int],
     metric: str,
 ) -> dict[str, Any]:
-    """``{"rows", "indices", "distances"}``: top-k gallery rows of ``num_rows`` queries,
+    """``{"rows", "indices", "distances"}``: top-k gallery rows of the query ``rows``,
     ranked and filtered exactly as the metrics rank them."""
     from dynamix.evaluation.topk import topk_gallery
 
-    rows = ranked_rows(len(query), num_rows)
     if not rows:
         return {"rows": [], "indices": [], "distances": []}
     sel = np.asarray(rows)
@@ -87,11 +86,11 @@ def reusable_targets(
     record = (last_eval or {}).get("evaluated_on")
     if not record:
         return []
-    current = evaluated_on(params, {}, encoder)
+    current = evaluated_on(params, splits, encoder)
     if any(record.get(k) != current[k] for k in ("encoder", "metric", "max_rank")):
         return []
     done, prints = last_eval.get("targets") or {}, record.get("targets") or {}
     return [
-        name for name, (q, g) in splits.items()
-        if name in done and prints.get(name) == split_fingerprint(q, g)
+        name for name, fingerprint in current["targets"].items()
+        if name in done and prints.get(name) == fingerprint
     ]  # fmt: skip

@@ -69,7 +69,7 @@ from dynamix.sampling import SINGLE, MixedBatchSampler
 from dynamix.train import distributed
 from dynamix.train.callbacks import Callback, JsonlLogger
 from dynamix.train.data import target_splits, train_table, true_ids
-from dynamix.train.eval_record import evaluated_on, rank_queries
+from dynamix.train.eval_record import evaluated_on, rank_queries, ranked_rows
 from dynamix.train.features import extract_features
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint, save_checkpoint
@@ -434,7 +434,8 @@ class Trainer:
                 max_rank=ev.max_rank, metric=ev.metric, block_size=ev.block_size,
             ).as_dict()  # fmt: skip
             results[name] = {k: result[k] for k in (*EVAL_KEYS, "num_valid_query") if k in result}
-            ranked[name] = rank_queries(qf, gf, query, gallery, num_ranked, ev.metric)
+            rows = ranked_rows(len(query), num_ranked)
+            ranked[name] = rank_queries(qf, gf, query, gallery, rows, ev.metric)
         on = evaluated_on(self.params, self.targets, self.cfg.eval_model)
         return {"targets": results, "evaluated_on": on, "ranked": ranked}
 
