@@ -133,9 +133,25 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_overhead_quick(tmp_path):
-    """Two tiny pipeline-flow runs and two direct runs (minutes on 2 busy cores)."""
+    """Two tiny lengths, then two interleaved pairs (minutes on 2 busy cores)."""
+    from statistics import median
+
     r = run_quick(tmp_path, ["pipeline_overhead"])["pipeline_overhead"]
-    rows = r["params"]["rows"]
-    assert [row["steps"] for row in rows] == [2, 6]
+    rows, demo = r["params"]["rows"], r["params"]["demo"]
+    assert [row["steps"] for row in rows] == [2, 6, 6, 6]
     assert all(row["direct_s"] > 0 and row["wrapped_s"] > 0 for row in rows)
-    assert r["baseline_seconds"] == rows[-1]["direct_s"]
+    assert "wrapped first" in rows[2]["run"] and "direct first" in rows[3]["run"]
+    pairs = rows[2:]
+    assert demo["pairs"] == 2
+    assert r["baseline_seconds"] == demo["median_direct_s"] == median(p["direct_s"] for p in pairs)
+    assert r["seconds"] == demo["median_wrapped_s"]
+    fractions = [p["overhead_s"] / p["direct_s"] for p in pairs]
+    assert demo["median_overhead_fraction"] == pytest.approx(median(fractions), abs=1e-4)
+    assert r["params"]["target_met"] == (demo["median_overhead_fraction"] <= 0.05)
+    tasks = r["params"]["demo_task_seconds"]
+    assert len(tasks) == 2
+    for pair, per_task in zip(pairs, tasks, strict=True):
+        assert {"validate-data", "train", "evaluate", "outside tasks"} <= per_task.keys()
+        assert sum(per_task.values()) == pytest.approx(pair["wrapped_s"], abs=0.1)
+    # a later run on the same data skips decoding every image: its gate is the cheaper one
+    assert demo["gate_reused_s"] < demo["gate_full_s"]
