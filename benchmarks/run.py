@@ -36,6 +36,7 @@ from common import (  # noqa: E402
 )
 
 from dynamix.io import atomic_path, write_json_atomic  # noqa: E402
+from dynamix.offline import apply_offline_env  # noqa: E402
 
 MARKER = "BENCHMARK-RESULT "
 SKIP_MARKER = "BENCHMARK-SKIPPED "
@@ -179,6 +180,7 @@ def update_readme(markdown: str, readme: Path = README) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_offline_env()  # children inherit it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (tens of seconds)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run just these benchmarks")

@@ -1,5 +1,6 @@
 # Keep every tool offline and silent: no telemetry, no hub downloads. Sourced by run.sh
-# and .ci/run; tests/conftest.py sets the same variables for direct pytest runs.
+# and .ci/run; Python entry points (pytest, benchmarks) set the same list from
+# dynamix/offline.py (tests/test_offline_env.py keeps the two equal).
 export DO_NOT_TRACK=true
 export MLFLOW_DISABLE_TELEMETRY=true
 export PREFECT_SERVER_ANALYTICS_ENABLED=false

@@ -25,19 +25,11 @@ from typing import Any
 
 import yaml
 
+from dynamix.offline import OFFLINE_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ("dvc.yaml", ".dvcignore", ".gitignore", "dynamix", "flows")  # what the stages need
 GIT_ID = ["-c", "user.name=dynamix-ci", "-c", "user.email=ci@dynamix.invalid"]
-OFFLINE = {  # scripts/env.sh
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "ITERATIVE_DO_NOT_TRACK": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-}
 
 # The whole training recipe, pinned: params.yaml's defaults may change, this run must not
 # (scripts/repro_check.py compares it with a committed reference). A key params.yaml no
@@ -126,7 +118,7 @@ def env_for(root: Path) -> dict[str, str]:
     One CPU thread per process: a 6-step run gains nothing from more, a busy 2-core runner
     loses 3x to oversubscription, and results cannot depend on the runner's core count.
     """
-    env = {**os.environ, **OFFLINE, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("MLFLOW_TRACKING_URI", None)  # params.yaml decides the store
