@@ -3,6 +3,12 @@
 One file configures everything: DVC stages, Prefect flows and the CLI all go through
 :func:`load_params`, so a typo in a key or a wrong type fails at once with the key's full
 dotted name, instead of silently falling back to a default deep inside a run.
+
+A key left out of the file takes the dataclass default: the method in its full form
+(every relabeling step on, single-camera images contrasted against every id, no ID
+loss). The repo's ``params.yaml`` is a recipe sized for the synthetic world on 2 CPU
+cores and departs from those defaults in places (a 4-block ViT, merging and
+reassignment off, same-video negatives); its comments say where and why.
 """
 
 from __future__ import annotations

@@ -200,9 +200,7 @@ def validate_data(params: Params, reuse: bool = False) -> dict[str, Any]:
     key = gate_record.fingerprint(params)
     if reuse:
         summary = gate_record.recorded_pass(params, key)
-        if summary is not None:
-            log.info("data unchanged since the gate passed at %s: reusing its result",
-                     summary["reused_from"])  # fmt: skip
+        if summary is not None:  # the caller reports the reuse (the flow's task logs it)
             return summary
     summary = _validate(params)
     gate_record.record_pass(params, key, summary)
