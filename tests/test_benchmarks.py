@@ -4,6 +4,7 @@ sane numbers; the runner renders rows, skips GPU-only cases on CPU, refreshes th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,5 +157,15 @@ def test_pipeline_overhead_quick(tmp_path):
     for pair, per_task in zip(pairs, tasks, strict=True):
         assert {"validate-data", "train", "evaluate", "outside tasks"} <= per_task.keys()
         assert sum(per_task.values()) == pytest.approx(pair["wrapped_s"], abs=0.1)
+    # the server works for the flow run (API calls), and idles through the direct run
+    for pair in pairs:
+        assert pair["server_cpu_wrapped_s"] > pair["server_cpu_direct_s"] >= 0
+    own = [sum(v for k, v in t.items() if k != "train") for t in tasks]
+    extra_cpu = [p["server_cpu_wrapped_s"] - p["server_cpu_direct_s"] for p in pairs]
+    accounted = [
+        (o + c / os.cpu_count()) / p["direct_s"]
+        for o, c, p in zip(own, extra_cpu, pairs, strict=True)
+    ]
+    assert demo["median_accounted_overhead_fraction"] == pytest.approx(median(accounted), abs=1e-4)
     # a later run on the same data skips decoding every image: its gate is the cheaper one
     assert demo["gate_reused_s"] < demo["gate_full_s"]
