@@ -36,9 +36,10 @@ from bench_train import params_for_world, world_params
 from common import Measurement, benchmark, peak_rss_gib, reset_peak_rss
 
 TARGET = 0.05
-# Interleaved demo pairs (about 15 min each on 2 cores): enough for a median that one
-# slow run cannot move, and even, so that each arm goes first equally often.
-DEMO_PAIRS = 4
+# Interleaved demo pairs (about 13 min each on 2 cores). On an idle machine one pair's
+# overhead still ranges from -1 % to +9 % (the same training takes ±3 % CPU seconds from
+# run to run), so a median needs several; even, so each arm goes first equally often.
+DEMO_PAIRS = 6
 # A short ViT-Tiny run on the synthetic world's 128×64 crops; relabeling off (its extra
 # feature pass is the same in both arms); one evaluation and one checkpoint at the end.
 COMMON = [
@@ -190,6 +191,8 @@ def measure_demo(
         tasks.append(seconds_per_task)
         rows.append({
             **row(f"demo, pair {i + 1} ({order[0]} first)", steps, direct_s, wrapped_s),
+            "flow_own_s": round(sum(v for k, v in seconds_per_task.items() if k != "train"), 2),
+            "train_task_s": seconds_per_task["train"],
             "server_cpu_wrapped_s": round(wrapped_cpu, 2),
             "server_cpu_direct_s": round(direct_cpu, 2),
         })  # fmt: skip
@@ -198,7 +201,7 @@ def measure_demo(
     gate_reused_s = time.perf_counter() - start
     directs = [r["direct_s"] for r in rows]
     fractions = [r["overhead_s"] / r["direct_s"] for r in rows]
-    own = [sum(v for k, v in t.items() if k != "train") for t in tasks]
+    own = [r["flow_own_s"] for r in rows]
     # what the flow adds, taken apart: its own steps + the server's extra CPU spread over
     # the cores (on a machine that training saturates, that much wall time is lost to it)
     extra_cpu = [r["server_cpu_wrapped_s"] - r["server_cpu_direct_s"] for r in rows]

@@ -161,6 +161,8 @@ def test_pipeline_overhead_quick(tmp_path):
     for pair in pairs:
         assert pair["server_cpu_wrapped_s"] > pair["server_cpu_direct_s"] >= 0
     own = [sum(v for k, v in t.items() if k != "train") for t in tasks]
+    assert [p["flow_own_s"] for p in pairs] == pytest.approx(own, abs=0.01)
+    assert [p["train_task_s"] for p in pairs] == [t["train"] for t in tasks]
     extra_cpu = [p["server_cpu_wrapped_s"] - p["server_cpu_direct_s"] for p in pairs]
     accounted = [
         (o + c / os.cpu_count()) / p["direct_s"]
