@@ -36,8 +36,8 @@ from bench_train import params_for_world, world_params
 from common import Measurement, benchmark, peak_rss_gib, reset_peak_rss
 
 TARGET = 0.05
-# Interleaved demo pairs (about 13 min each on 2 cores). On an idle machine one pair's
-# overhead still ranges from -1 % to +9 % (the same training takes ±3 % CPU seconds from
+# Interleaved demo pairs (about 12 min each on 2 cores). On an idle machine one pair's
+# overhead still ranges from -1 % to +11 % (the same training takes ±3 % CPU seconds from
 # run to run), so a median needs several; even, so each arm goes first equally often.
 DEMO_PAIRS = 6
 # A short ViT-Tiny run on the synthetic world's 128×64 crops; relabeling off (its extra
@@ -217,7 +217,7 @@ def measure_demo(
         "direct_spread": f"{(max(directs) - min(directs)) / min(directs):.1%}",
         "median_flow_own_steps_s": round(median(own), 2),
         "median_flow_own_steps": f"{median(o / d for o, d in zip(own, directs, strict=True)):.1%}",
-        "median_train_task_s": round(median(t["train"] for t in tasks), 2),
+        "median_train_task_s": round(median(r["train_task_s"] for r in rows), 2),
         "median_server_cpu_wrapped_s": round(median(r["server_cpu_wrapped_s"] for r in rows), 2),
         "median_server_cpu_direct_s": round(median(r["server_cpu_direct_s"] for r in rows), 2),
         "median_accounted_overhead": f"{median(accounted):.1%}",
