@@ -4,12 +4,13 @@ Each registered benchmark (see ``common.MODULES``; one module per topic, e.g.
 ``bench_eval.py``) runs in a fresh subprocess, so its peak RSS is its own. Results are
 merged into ``benchmarks/results.json`` as ``{name: {seconds, peak_rss_gib,
 baseline_seconds, ratio_vs_baseline, machine, params}}`` and ``results.md`` (a Markdown
-table of every entry, embedded in the README) is regenerated from it. ``--quick`` runs
-smaller sizes (tens of seconds in all) and writes ``results_quick.{json,md}`` instead, so
-quick numbers never overwrite full ones. ``--list`` shows the registered names. A
-benchmark that cannot run on this machine (``train_step_gpu`` without CUDA) is skipped and
-leaves no entry. A full run also refreshes the README's copy of the table (between the
-``<!-- benchmarks:begin -->`` / ``<!-- benchmarks:end -->`` markers).
+table of every entry, embedded in ``docs/benchmarks.md``) is regenerated from it.
+``--quick`` runs smaller sizes (tens of seconds in all) and writes
+``results_quick.{json,md}`` instead, so quick numbers never overwrite full ones.
+``--list`` shows the registered names. A benchmark that cannot run on this machine
+(``train_step_gpu`` without CUDA) is skipped and leaves no entry. A full run also refreshes
+the copy of the table in ``docs/benchmarks.md`` (between the ``<!-- benchmarks:begin -->``
+/ ``<!-- benchmarks:end -->`` markers).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from dynamix.offline import apply_offline_env  # noqa: E402
 
 MARKER = "BENCHMARK-RESULT "
 SKIP_MARKER = "BENCHMARK-SKIPPED "
-README = HERE.parent / "README.md"
-README_BEGIN, README_END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
+DOC = HERE.parent / "docs" / "benchmarks.md"  # the docs page that shows the table
+DOC_BEGIN, DOC_END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 
 def load_benchmarks() -> None:
@@ -164,17 +165,20 @@ def _row_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def update_readme(markdown: str, readme: Path = README) -> bool:
-    """Replace the README's block between the benchmark markers; False if it has none."""
-    if not readme.exists():
+def update_doc(markdown: str, doc: Path = DOC) -> bool:
+    """Replace the doc's block between the benchmark markers; False if it has none.
+
+    Only the marked block changes, so the prose around the table (targets, notes) is kept.
+    """
+    if not doc.exists():
         return False
-    text = readme.read_text()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+    text = doc.read_text()
+    begin, end = text.find(DOC_BEGIN), text.find(DOC_END)
     if begin < 0 or end < begin:
         return False
-    new = text[: begin + len(README_BEGIN)] + "\n" + markdown + text[end:]
+    new = text[: begin + len(DOC_BEGIN)] + "\n" + markdown + text[end:]
     if new != text:
-        with atomic_path(readme) as tmp:
+        with atomic_path(doc) as tmp:
             tmp.write_text(new)
     return True
 
@@ -220,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(markdown)
     print(f"wrote {out} and {out.with_suffix('.md')}")
-    if not args.quick and args.results is None and update_readme(markdown):
-        print(f"updated the benchmark table in {README}")
+    if not args.quick and args.results is None and update_doc(markdown):
+        print(f"updated the benchmark table in {DOC}")
     return 0
 
 

@@ -14,7 +14,7 @@ each decision a round can take with :mod:`dynamix.relabel` itself:
 - **merge**: of the kNN edges step (b) would keep, the fraction joining two ids of the same
   person, overall and across videos (the merges DynaMix is after).
 
-This is what set the CPU recipe (filter only): see the README, *The claim in miniature*.
+This is what set the CPU recipe (filter only): see docs/ablation.md.
 Ground truth is read for this report only, never by training.
 """
 

