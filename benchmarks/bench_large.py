@@ -34,14 +34,22 @@ from bench_train import params_for_world
 from common import Measurement, benchmark, peak_rss_gib, reset_peak_rss
 
 ENCODER = [
-    "model.arch=vit_tiny_patch16_224", "model.depth=1", "model.img_height=64",
-    "model.img_width=32", "model.drop_path_rate=0.0",
-]  # fmt: skip
+    "model.arch=vit_tiny_patch16_224",
+    "model.depth=1",
+    "model.img_height=64",
+    "model.img_width=32",
+    "model.drop_path_rate=0.0",
+]
 RUN = [
-    "train.iters=2", "train.warmup_iters=1", "train.eval_every=2", "train.checkpoint_every=2",
-    "train.eval_batch_size=256", "train.relabel.warmup=1", "train.relabel.every=1",
+    "train.iters=2",
+    "train.warmup_iters=1",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.eval_batch_size=256",
+    "train.relabel.warmup=1",
+    "train.relabel.every=1",
     "tracking.ranked_list_queries=0",
-]  # fmt: skip
+]
 
 
 class TreeRss:
@@ -90,9 +98,10 @@ def stage(rows: list[dict[str, Any]], name: str):
     with TreeRss() as tree:
         yield row
     row.update(
-        seconds=round(time.perf_counter() - start, 1), rss_gib=round(peak_rss_gib(), 2),
+        seconds=round(time.perf_counter() - start, 1),
+        rss_gib=round(peak_rss_gib(), 2),
         tree_rss_gib=round(tree.peak / 2**30, 2),
-    )  # fmt: skip
+    )
     rows.append(row)
     print(f"  {name}: {row}", flush=True)
 
@@ -124,7 +133,7 @@ def ensure_world(preset: str, target: Path, rows: list[dict[str, Any]]) -> Path:
 )
 def large_world(quick: bool) -> Measurement:
     from dynamix.config import load_params
-    from dynamix.data.manifest import read_manifest
+    from dynamix.data.manifest import manifest_path, read_manifest
     from dynamix.prepare import prepare_manifests
     from dynamix.train.trainer import Trainer
     from flows.run_outputs import read_events
@@ -142,7 +151,7 @@ def large_world(quick: bool) -> Measurement:
         params = load_params(params_path, sets)
         with stage(rows, "manifests") as row:
             prepare_manifests(params)
-        single = read_manifest(Path(params.data.manifests_dir) / "lupnl-syn.parquet")
+        single = read_manifest(manifest_path(params, "lupnl-syn"))
         row.update(images=len(single), ids=int(single["pid"].nunique()))
         with stage(rows, "trainer init (bank pass, sampler, video groups)") as row:
             trainer = Trainer(params)
@@ -158,10 +167,9 @@ def large_world(quick: bool) -> Measurement:
         on_disk = disk_gib(world)
     keys = ("images_judged", "images_filtered", "images_relabeled", "ids_merged", "ids_remaining")
     quality = {
-        when: {k: round(relabel[k + suffix], 4) for k in ("purity", "fragmentation", "ari")
-               if k + suffix in relabel}
+        when: {k: round(relabel[k + suffix], 4) for k in ("purity", "fragmentation", "ari") if k + suffix in relabel}
         for when, suffix in (("before", "_before"), ("after", ""))
-    }  # fmt: skip
+    }
     params_out = {
         "sizes": f"{len(single):,} single-camera images, {single['pid'].nunique():,} pseudo ids",
         "preset": preset,
@@ -174,8 +182,7 @@ def large_world(quick: bool) -> Measurement:
         "round": {k: relabel[k] for k in keys},
         "label_quality": quality,
         "final_step": metrics["step"],
-        "rows_title": "per stage; rss = this process (VmHWM), tree = summed PSS with synth "
-        "and DataLoader workers",
+        "rows_title": "per stage; rss = this process (VmHWM), tree = summed PSS with synth and DataLoader workers",
         "rows": rows,
     }
     return Measurement(total, peak, None, params_out)

@@ -50,59 +50,53 @@ def describe(paths: Sequence[str], stripes: int, bins: int) -> np.ndarray:
                 rgb = np.asarray(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
             raise DynamixError(
-                f"{path}: cannot decode image ({exc}); re-create or remove it and rebuild "
-                "the manifest"
+                f"{path}: cannot decode image ({exc}); re-create or remove it and rebuild the manifest"
             ) from exc
         feats[i] = stripe_histogram(rgb, stripes, bins)
     return feats
 
 
 def evaluate_targets(params: Params, plots_dir: str | None = None) -> dict[str, Any]:
-    """Metrics of the baseline descriptor on every target's query/gallery split."""
-    from dynamix.data.manifest import read_manifest
-    from dynamix.evaluation import evaluate_features, plot_ranked_list
+    """Metrics of the baseline descriptor on every target's query/gallery split.
 
-    cfg, ev = params.baseline, params.evaluation
-    results: dict[str, Any] = {}
-    for spec in params.data.targets:
-        df = read_manifest(Path(params.data.manifests_dir) / f"{spec.name}.parquet")
-        query = df[df["split"] == "query"].reset_index(drop=True)
-        gallery = df[df["split"] == "gallery"].reset_index(drop=True)
-        if query.empty or gallery.empty:
-            raise DynamixError(f"target {spec.name}: manifest has no query or gallery rows")
-        qf = describe(query["path"].tolist(), cfg.stripes, cfg.bins)
-        gf = describe(gallery["path"].tolist(), cfg.stripes, cfg.bins)
-        arrays = [
-            query["pid"].to_numpy(),
-            gallery["pid"].to_numpy(),
-            query["camid"].to_numpy(),
-            gallery["camid"].to_numpy(),
-        ]
-        result = evaluate_features(
-            qf, gf, *arrays, max_rank=ev.max_rank, metric=ev.metric, block_size=ev.block_size
-        )
-        results[spec.name] = result.as_dict()
+    The same per-target loop as a trained model
+    (:func:`~dynamix.evaluation.targets.evaluate_encoder`, ``evaluation`` settings), with
+    the descriptor as the embedding; each target also reports ``mAP_market_kit`` (the
+    official kit's AP, for comparison with published baselines). With ``plots_dir``, one
+    ranked-list PNG per target (``baseline_ranks_<target>.png``), ranked by
+    ``evaluation.metric`` as the metrics are.
+    """
+    from dynamix.evaluation.targets import (
+        PLOT_QUERIES,
+        REPORT_KEYS,
+        evaluate_encoder,
+        plot_ranked,
+        target_splits,
+    )
+
+    cfg = params.baseline
+    splits = target_splits(params)
+    report = evaluate_encoder(
+        lambda paths: describe(paths, cfg.stripes, cfg.bins),
+        splits,
+        params.evaluation,
+        ranked_queries=PLOT_QUERIES if plots_dir else 0,
+        keys=(*REPORT_KEYS, "mAP_market_kit"),
+    )
+    for name, r in report["targets"].items():
         log.info(
             "baseline %s: rank1=%.4f mAP=%.4f mINP=%.4f (%d valid queries)",
-            spec.name,
-            results[spec.name]["rank1"],
-            results[spec.name]["mAP"],
-            results[spec.name]["mINP"],
-            results[spec.name]["num_valid_query"],
+            name,
+            r["rank1"],
+            r["mAP"],
+            r["mINP"],
+            r["num_valid_query"],
         )
         if plots_dir:
-            dist = 1.0 - qf[:8] @ gf.T
-            plot_ranked_list(
-                query["path"].tolist()[:8],
-                gallery["path"].tolist(),
-                dist,
-                arrays[0][:8],
-                arrays[1],
-                arrays[2][:8],
-                arrays[3],
-                Path(plots_dir) / f"baseline_ranks_{spec.name}.png",
-            )
-    return results
+            query, gallery = splits[name]
+            out = Path(plots_dir) / f"baseline_ranks_{name}.png"
+            plot_ranked(query, gallery, report["ranked"][name], out)
+    return report["targets"]
 
 
 def _handler(args: argparse.Namespace) -> int:
@@ -113,9 +107,7 @@ def _handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "baseline", help="evaluate the hand-crafted colour descriptor on the target domains"
-    )
+    p = subparsers.add_parser("baseline", help="evaluate the hand-crafted colour descriptor on the target domains")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="metrics/baseline.json")

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare_manifests(params: Params) -> dict[str, Any]:
-    """Load every configured dataset and write ``<manifests_dir>/<name>.parquet``."""
-    from dynamix.data.manifest import format_counts, split_counts, write_manifest
+    """Load every configured dataset and write its manifest (``manifest_path``)."""
+    from dynamix.data.manifest import format_counts, manifest_path, split_counts, write_manifest
     from dynamix.data.registry import load_dataset
 
     out_dir = Path(params.data.manifests_dir)
@@ -32,7 +32,7 @@ def prepare_manifests(params: Params) -> dict[str, Any]:
     for role, specs in roles:
         for spec in specs:
             df = load_dataset(spec.format, spec.root, domain=spec.name, **spec.options)
-            path = write_manifest(df, out_dir / f"{spec.name}.parquet")
+            path = write_manifest(df, manifest_path(params, spec.name))
             counts = split_counts(df)
             summary[spec.name] = {"role": role, "format": spec.format, "splits": counts}
             log.info("manifest %s (%s) -> %s | %s", spec.name, role, path, format_counts(counts))

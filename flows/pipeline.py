@@ -16,11 +16,12 @@ flow opens it and passes its id to every task (MLflow's active run is per thread
   retrying cannot fix); a retry resumes ``<train.out_dir>/last.pt`` when its params
   match, so a crash at step 9,000 does not start over. With ``train.nproc_per_node`` > 1
   it launches torchrun with that many ranks of :mod:`flows.train_worker` on its node.
-  See the README for routing it to a GPU work pool.
+  See docs/pipeline.md for routing it to a GPU work pool.
 - ``evaluate``: every target domain from ``best.pt`` (the trainer's recorded evaluation
-  of it when still valid, else a feature pass); ``log-outputs``: checkpoints, curves,
-  ranked lists and the model into the MLflow run; ``promote``: register the model and move
-  the alias only on acceptance (:mod:`flows.promotion`).
+  of it when still valid, else a feature pass), by the same function as the DVC
+  ``promote`` stage (:func:`flows.promotion.candidate_evaluation`); ``log-outputs``:
+  checkpoints, curves, ranked lists and the model into the MLflow run; ``promote``:
+  register the model and move the alias only on acceptance (:mod:`flows.promotion`).
 
 The flow ends with a table artifact (``pipeline-metrics``) and a markdown artifact
 (``promotion``). It returns a summary dict; with ``fail_on_reject`` a rejected model ends
@@ -104,12 +105,11 @@ def validate_task(params_path: str, overrides: list[str], run_id: str) -> dict[s
     params = _params(params_path, overrides)
     summary = validate_data(params, reuse=True)
     if summary.get("reused_from"):
-        get_run_logger().info("data gate: inputs unchanged since its pass at %s, result reused",
-                              summary["reused_from"])  # fmt: skip
-    tracking.log_validation_results(params, summary, run_id=run_id)
+        get_run_logger().info("data gate: inputs unchanged since its pass at %s, result reused", summary["reused_from"])
+    docs_link = tracking.log_validation_results(params, summary, run_id=run_id)
     create_markdown_artifact(
         key="data-validation",
-        markdown=format_markdown(summary),
+        markdown=format_markdown(summary, docs_link),  # links GX Data Docs
         description="Great Expectations suites over the manifests",
     )
     if not summary["success"]:
@@ -157,9 +157,7 @@ def resume_plan(params: Params, attempt: int, resume: bool) -> tuple[bool, str]:
     retry_condition_fn=_no_retry_on_user_error,
     tags=["gpu"],
 )
-def train_task(
-    params_path: str, overrides: list[str], run_id: str, resume: bool = False
-) -> dict[str, Any]:
+def train_task(params_path: str, overrides: list[str], run_id: str, resume: bool = False) -> dict[str, Any]:
     """Train (or continue) the model; live metrics go to the MLflow run ``run_id``."""
     from dynamix.train.launch import wants_launch
     from flows.run_outputs import read_events
@@ -181,9 +179,13 @@ def train_task(
 
 
 def _train_under_torchrun(
-    params: Params, params_path: str, overrides: list[str], run_id: str, resumed: bool,
+    params: Params,
+    params_path: str,
+    overrides: list[str],
+    run_id: str,
+    resumed: bool,
     rounds: int,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """``train.nproc_per_node`` ranks of :mod:`flows.train_worker` under torchrun.
 
     Their output goes to the task's log; a rank's :class:`DynamixError` fails the task
@@ -199,8 +201,18 @@ def _train_under_torchrun(
     nproc = params.train.nproc_per_node
     with tempfile.TemporaryDirectory(prefix="dynamix-train-") as tmp:
         metrics_out, error_file = Path(tmp) / "metrics.json", Path(tmp) / "error.json"
-        args = ["--params", str(params_path), "--run-id", run_id, "--rounds-done", str(rounds),
-                "--metrics-out", str(metrics_out), "--error-file", str(error_file)]  # fmt: skip
+        args = [
+            "--params",
+            str(params_path),
+            "--run-id",
+            run_id,
+            "--rounds-done",
+            str(rounds),
+            "--metrics-out",
+            str(metrics_out),
+            "--error-file",
+            str(error_file),
+        ]
         for item in overrides:
             args += ["--set", item]
         args += ["--resume"] if resumed else []
@@ -217,18 +229,12 @@ def _train_under_torchrun(
 
 @task(name="evaluate")
 def evaluate_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
-    """Every target domain, from ``best.pt`` (the checkpoint that gets logged).
+    """Every target domain, from ``best.pt`` (the checkpoint that gets logged): the report
+    ``dynamix promote`` judges too (:func:`flows.promotion.candidate_evaluation`)."""
+    from flows.promotion import candidate_evaluation
 
-    The trainer's own evaluation of ``best.pt`` is reused when it was computed on these
-    very target rows with these settings; a rebuilt manifest or another metric means a
-    fresh feature pass (``source`` in the result says which).
-    """
-    from dynamix.infer import evaluate_checkpoint
-
-    params = _params(params_path, overrides)
-    best = Path(params.train.out_dir) / "best.pt"
-    result = evaluate_checkpoint(params, best, encoder=params.train.eval_model, reuse_recorded=True)
-    get_run_logger().info("%s: %s evaluation at step %d", best, result["source"], result["step"])
+    result = candidate_evaluation(_params(params_path, overrides))
+    get_run_logger().info("best.pt: %s evaluation at step %d", result["source"], result["step"])
     return result
 
 
@@ -241,22 +247,10 @@ def log_task(params_path: str, overrides: list[str], run_id: str) -> dict[str, A
 
 
 @task(name="promote")
-def promote_task(
-    params_path: str, overrides: list[str], run_id: str, metrics: dict[str, Any]
-) -> dict[str, Any]:
+def promote_task(params_path: str, overrides: list[str], run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
     from flows.promotion import register_and_promote
 
     return register_and_promote(_params(params_path, overrides), run_id, metrics)
-
-
-def _check_same(evaluation: dict[str, Any], logged: dict[str, Any]) -> None:
-    for target, values in evaluation["targets"].items():
-        recorded = (logged.get("metrics") or {}).get(target, {}).get("mAP")
-        if recorded is not None and abs(recorded - values["mAP"]) > 1e-4:
-            get_run_logger().warning(
-                "%s: mAP %.4f from best.pt differs from the %.4f the trainer recorded",
-                target, values["mAP"], recorded,
-            )  # fmt: skip
 
 
 @flow(name="dynamix-pipeline")
@@ -270,8 +264,8 @@ def pipeline_flow(
     """Data → validation gate → training → evaluation → MLflow → promotion, on one config.
 
     ``overrides`` are ``dotted.key=value`` strings as for ``--set``; ``run_name`` names the
-    MLflow run (default: the flow run's name); ``resume`` continues ``last.pt`` already on
-    the first attempt (a rerun after a crash).
+    MLflow run (default: protocol · variant · seed); ``resume`` continues ``last.pt``
+    already on the first attempt (a rerun after a crash).
     """
     from flows import tracking
     from flows.pipeline_report import (
@@ -285,16 +279,14 @@ def pipeline_flow(
     params = _params(params_path, overrides)  # a bad key fails here, before any work
     logger = get_run_logger()
     tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
-    name = run_name or flow_run.name
-    with tracking.start_pipeline_run(params, run_name=name, tags=tags) as run:
+    with tracking.start_pipeline_run(params, run_name=run_name, tags=tags) as run:
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
         data = resolve_data_task(params_path, overrides)
         prepare_task(params_path, overrides)
         validate_task(params_path, overrides, run_id)  # raises on bad data
         trained = train_task(params_path, overrides, run_id, resume)
         evaluation = evaluate_task(params_path, overrides)
-        logged = log_task(params_path, overrides, run_id)
-        _check_same(evaluation, logged)
+        log_task(params_path, overrides, run_id)
         decision = promote_task(params_path, overrides, run_id, evaluation["targets"])
     link = mlflow_run_link(tracking.tracking_uri(params), experiment_id, run_id)
     create_table_artifact(
@@ -326,17 +318,25 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m flows.pipeline``: one run, on a temporary local server if none is set."""
     p = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n")[0])
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params.yaml key, e.g. train.iters=50")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml key, e.g. train.iters=50",
+    )
     p.add_argument("--run-name", default=None, help="MLflow run name")
-    p.add_argument("--fail-on-reject", action="store_true",
-                   help="exit 1 when the promotion gate rejects the model")  # fmt: skip
+    p.add_argument("--fail-on-reject", action="store_true", help="exit 1 when the promotion gate rejects the model")
     p.add_argument("--resume", action="store_true", help="continue <train.out_dir>/last.pt")
     args = p.parse_args(argv)
     state = pipeline_flow(
-        params_path=args.params, overrides=args.set, run_name=args.run_name,
-        fail_on_reject=args.fail_on_reject, resume=args.resume, return_state=True,
-    )  # fmt: skip
+        params_path=args.params,
+        overrides=args.set,
+        run_name=args.run_name,
+        fail_on_reject=args.fail_on_reject,
+        resume=args.resume,
+        return_state=True,
+    )
     if not state.is_completed():
         print(f"dynamix-pipeline: {state.name}: {state.message}", file=sys.stderr)
         return 1

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from dynamix.config import Params
+from dynamix.evaluation.targets import METRIC_KEYS
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
-METRIC_COLUMNS = ("rank1", "rank5", "rank10", "mAP", "mINP", "num_valid_query")
 
 
 def _gate(params: Params, target: str) -> str:
@@ -24,7 +24,7 @@ def metrics_table(params: Params, evaluation: dict[str, Any]) -> list[dict[str, 
     rows = []
     for target, values in sorted(evaluation["targets"].items()):
         row: dict[str, Any] = {"target": target}
-        row.update({k: round(float(values[k]), 4) for k in METRIC_COLUMNS[:-1] if k in values})
+        row.update({k: round(float(values[k]), 4) for k in METRIC_KEYS if k in values})
         if "num_valid_query" in values:
             row["num_valid_query"] = int(values["num_valid_query"])
         row["gate"] = _gate(params, target)

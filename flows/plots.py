@@ -17,13 +17,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dynamix.io import atomic_path
+from dynamix.train.curves import LOSS_KEYS
 
 log = logging.getLogger(__name__)
 
-LOSS_KEYS = ("loss", "loss_centroid", "loss_triplet", "loss_consistency")
 RELABEL_COUNTS = ("images_filtered", "images_relabeled", "ids_merged", "ids_remaining")
 RELABEL_QUALITY = ("purity", "ari")
-EVAL_KEYS = ("rank1", "mAP")
+# the two of dynamix.evaluation.targets.METRIC_KEYS the evaluation picture draws
+PLOTTED_METRICS = ("rank1", "mAP")
 
 
 def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list, list]:
@@ -71,8 +72,7 @@ def relabel_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
             counts = np.asarray(e.get(key) or [], dtype=float)
             if counts.size:
                 centers = np.linspace(-1, 1, counts.size + 1)[:-1] + 1 / counts.size
-                ax_h.plot(centers, counts, style, color=f"C{i % 10}",
-                          label=f"step {e['step']} {key.split('_sim')[0]}")  # fmt: skip
+                ax_h.plot(centers, counts, style, color=f"C{i % 10}", label=f"step {e['step']} {key.split('_sim')[0]}")
     ax_h.set(xlabel="cosine similarity to centroid", ylabel="images", title="similarities")
     for ax in (ax_n, ax_q, ax_h):
         if ax.get_legend_handles_labels()[0]:
@@ -85,7 +85,7 @@ def eval_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
     evals = [e for e in events if e["event"] == "eval"]
     targets = sorted({k.split("/")[0] for e in evals for k in e if "/" in k})
     fig = Figure(figsize=(10, 4))
-    for ax, metric in zip(fig.subplots(1, 2), EVAL_KEYS, strict=True):
+    for ax, metric in zip(fig.subplots(1, 2), PLOTTED_METRICS, strict=True):
         for target in targets:
             ax.plot(*_series(evals, "eval", f"{target}/{metric}"), marker="o", label=target)
         ax.set(xlabel="step", ylabel=metric, title=f"target {metric}")
@@ -94,9 +94,7 @@ def eval_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_training_plots(
-    events: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str]
-) -> list[Path]:
+def write_training_plots(events: Sequence[dict[str, Any]], out_dir: str | os.PathLike[str]) -> list[Path]:
     """``loss.png``, ``eval.png`` and (when a round ran) ``relabel.png`` in ``out_dir``."""
     out = Path(out_dir)
     paths = [loss_plot(events, out / "loss.png"), eval_plot(events, out / "eval.png")]

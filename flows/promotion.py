@@ -7,6 +7,10 @@ only on acceptance, and the decision written as tags on the version and on the r
 ``promotion=accepted|rejected`` and ``promotion_reason=rejected: market-syn mAP 0.41 < 0.45``.
 Rerunning for the same run reuses its version and its stored decision, so a rejected model
 never gets the alias, however often a flow is retried.
+
+Both gate paths (the DVC ``promote`` stage via ``dynamix promote`` and the Prefect flow's
+``evaluate`` → ``promote`` tasks) judge the numbers of :func:`candidate_evaluation`: one
+function, one checkpoint, so the two cannot disagree about the model they promote.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -47,17 +52,30 @@ class Decision:
         if self.champion_version is None:
             return "accepted: every target clears its thresholds (first champion)"
         return (
-            "accepted: every target clears its thresholds and none regresses against "
-            f"champion v{self.champion_version}"
+            f"accepted: every target clears its thresholds and none regresses against champion v{self.champion_version}"
         )
+
+
+def candidate_evaluation(params: Params) -> dict[str, Any]:
+    """The evaluation report of the model being promoted: ``<train.out_dir>/best.pt``.
+
+    The checkpoint the tracking step logs as the model, scored on every target with the
+    ``train.eval_model`` encoder by :func:`~dynamix.infer.evaluate.evaluate_checkpoint`.
+    The trainer's own evaluation of it is reused while it still fits these target rows and
+    settings (no feature pass, ``source: recorded``); a rebuilt manifest or another metric
+    means a fresh feature pass (``source: extracted``). Its ``targets`` are what
+    :func:`register_and_promote` judges.
+    """
+    from dynamix.infer.evaluate import evaluate_checkpoint
+
+    best = Path(params.train.out_dir) / "best.pt"
+    return evaluate_checkpoint(params, best, encoder=params.train.eval_model, reuse_recorded=True)
 
 
 def _regression_text(value: float, before: float, margin: float) -> tuple[str, str]:
     """Both numbers with two decimals, or more until their shown gap exceeds ``margin``."""
     digits = 2
-    while digits < 6 and (
-        float(f"{before:.{digits}f}") - float(f"{value:.{digits}f}") <= margin + 1e-12
-    ):
+    while digits < 6 and (float(f"{before:.{digits}f}") - float(f"{value:.{digits}f}") <= margin + 1e-12):
         digits += 1
     return f"{value:.{digits}f}", f"{before:.{digits}f}"
 
@@ -86,9 +104,9 @@ def decide(
     metric that clears its threshold); targets the champion was never measured on are
     not compared.
     """
-    names = list(targets) if targets is not None else sorted(
-        set(metrics) | {t for t in cfg.thresholds if t != "default"}
-    )  # fmt: skip
+    names = (
+        list(targets) if targets is not None else sorted(set(metrics) | {t for t in cfg.thresholds if t != "default"})
+    )
     reasons: list[str] = []
     for target in names:
         got = metrics.get(target)
@@ -192,10 +210,12 @@ def register_and_promote(params: Params, run_id: str, metrics: Metrics) -> dict[
     champion = _champion(client, name, cfg.alias)
     champion_metrics = None if champion is None else metrics_from_tags(champion.tags or {})
     decision = decide(
-        metrics, champion_metrics, cfg,
+        metrics,
+        champion_metrics,
+        cfg,
         targets=[s.name for s in params.data.targets],
         champion_version=None if champion is None else champion.version,
-    )  # fmt: skip
+    )
     if decision.promote:  # alias before tag: a crash in between is decided again, identically
         client.set_registered_model_alias(name, cfg.alias, version.version)
     verdict = "accepted" if decision.promote else "rejected"

@@ -83,7 +83,7 @@ def input_example(params: Params, img_size: tuple[int, int], n: int = 2) -> np.n
     batch dimension dynamic (torch.export fixes a size-1 dimension).
     """
     from dynamix.data.images import ManifestImageDataset, build_transforms
-    from dynamix.train.data import target_splits
+    from dynamix.evaluation.targets import target_splits
 
     try:
         query, _ = next(iter(target_splits(params).values()))
@@ -107,10 +107,8 @@ def write_ranked_lists(
     ``num_queries``; otherwise one feature pass over the target's queries and gallery.
     Skipped (with a warning) when the manifests are not there.
     """
-    from dynamix.evaluation import plot_ranked_list
-    from dynamix.evaluation.topk import TopK
-    from dynamix.train.data import target_splits
-    from dynamix.train.eval_record import rank_queries, ranked_rows, reusable_targets
+    from dynamix.evaluation.targets import plot_ranked, rank_queries, ranked_rows, target_splits
+    from dynamix.train.eval_record import reusable_targets
     from dynamix.train.features import extract_features
 
     if num_queries <= 0:
@@ -132,12 +130,6 @@ def write_ranked_lists(
             qf = extract_features(trained.model, q["path"].astype(str).tolist(), **kw)
             gf = extract_features(trained.model, gallery["path"].astype(str).tolist(), **kw)
             top = rank_queries(qf, gf, q, gallery, list(range(len(q))), params.evaluation.metric)
-        ranked = TopK(np.asarray(top["indices"], dtype=np.int64), np.asarray(top["distances"]))
-        path = plot_ranked_list(
-            q["path"].astype(str).tolist(), gallery["path"].astype(str).tolist(), ranked,
-            q["pid"].to_numpy(), gallery["pid"].to_numpy(), q["camid"].to_numpy(),
-            gallery["camid"].to_numpy(), Path(out_dir) / f"ranked_{name}.png",
-            topk=ranked.indices.shape[1], num_queries=len(q),
-        )  # fmt: skip
-        out.append(path)
+            top = {**top, "rows": rows}
+        out.append(plot_ranked(query, gallery, top, Path(out_dir) / f"ranked_{name}.png"))
     return out

@@ -141,9 +141,7 @@ def test_ties_follow_stable_order(dtype):
     # Distances rounded to one decimal: almost every positive ties with negatives.
     dist, qp, gp, qc, gc = random_case(11, 40, 300, 12, 4, np.float64)
     dist = np.round(dist, 1).astype(dtype)
-    assert_matches(
-        evaluate_rank(dist, qp, gp, qc, gc, block_size=6), reference(dist, qp, gp, qc, gc)
-    )
+    assert_matches(evaluate_rank(dist, qp, gp, qc, gc, block_size=6), reference(dist, qp, gp, qc, gc))
 
 
 def test_tie_order_is_gallery_index():
@@ -351,9 +349,7 @@ def test_read_only_inputs_work_without_warnings():
         a.flags.writeable = False
     assert_matches(evaluate_rank(*args), reference(*args))
     evaluate_features(*feats)
-    topk_from_distmat(
-        args[0], 3, q_pids=args[1], g_pids=args[2], q_camids=args[3], g_camids=args[4]
-    )
+    topk_from_distmat(args[0], 3, q_pids=args[1], g_pids=args[2], q_camids=args[3], g_camids=args[4])
 
 
 # --------------------------------------------------------------------------- errors
@@ -424,9 +420,7 @@ def explicit_distmat(qf, gf, metric, normalize=True):
     return pairwise_distance(q, g, metric).numpy()
 
 
-@pytest.mark.parametrize(
-    "metric,normalize", [("cosine", True), ("euclidean", True), ("euclidean", False)]
-)
+@pytest.mark.parametrize("metric,normalize", [("cosine", True), ("euclidean", True), ("euclidean", False)])
 @pytest.mark.parametrize("block_size", [None, 1, 7, 64, 1000])
 def test_features_equal_explicit_distmat(metric, normalize, block_size):
     qf, gf, *ids = feature_case(4)
@@ -553,9 +547,7 @@ def test_cli_prints_metrics_json(tmp_path: Path):
 def test_cli_missing_keys_and_file(tmp_path: Path):
     path = tmp_path / "partial.npz"
     np.savez(path, distmat=np.zeros((2, 2)), q_pids=np.zeros(2, int))
-    with pytest.raises(
-        DynamixError, match=r"partial\.npz: missing key\(s\) g_pids, q_camids, g_camids"
-    ):
+    with pytest.raises(DynamixError, match=r"partial\.npz: missing key\(s\) g_pids, q_camids, g_camids"):
         run_cli(["evaluate-distmat", str(path)])
     with pytest.raises(DynamixError, match=r"nope\.npz: no such file"):
         run_cli(["evaluate-distmat", str(tmp_path / "nope.npz")])

@@ -28,11 +28,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dynamix.errors import ManifestError
 from dynamix.io import atomic_path
+
+if TYPE_CHECKING:
+    from dynamix.config import DataConfig, Params
 
 COLUMNS: dict[str, str] = {
     "path": "string",
@@ -48,6 +52,15 @@ SPLITS = ("train", "query", "gallery")
 SOURCE_KINDS = ("multi_camera", "single_camera")
 MULTI_CAMERA = "multi_camera"
 SINGLE_CAMERA = "single_camera"
+
+
+def manifest_path(cfg: Params | DataConfig, name: str) -> Path:
+    """``<data.manifests_dir>/<name>.parquet``: where ``dynamix prepare`` writes the manifest
+    of the dataset ``name`` and where every later stage reads it (one spelling, so the
+    writer and the readers cannot disagree). ``cfg``: the params or their ``data`` section.
+    """
+    data = getattr(cfg, "data", cfg)
+    return Path(data.manifests_dir) / f"{name}.parquet"
 
 
 def make_manifest(rows: dict[str, Iterable] | pd.DataFrame) -> pd.DataFrame:

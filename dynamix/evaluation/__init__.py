@@ -6,6 +6,9 @@ Public API (imported lazily so that ``dynamix --help`` does not import torch):
   building the full matrix) → :class:`RankResult`
 - :func:`topk_gallery` / :func:`topk_from_distmat`: the top-k gallery items per query
 - :func:`plot_ranked_list`: a PNG grid of queries and their top-k matches
+- :func:`evaluate_encoder` on :func:`target_splits`: every target domain scored for an
+  embedding function, the loop the trainer, ``dynamix evaluate``, the baseline and the
+  promotion gate share; :data:`METRIC_KEYS` the metric names they all report
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ _EXPORTS = {
     "topk_from_distmat": "dynamix.evaluation.topk",
     "plot_ranked_list": "dynamix.evaluation.visualize",
     "RankedListLayout": "dynamix.evaluation.visualize",
+    "METRIC_KEYS": "dynamix.evaluation.targets",
+    "evaluate_encoder": "dynamix.evaluation.targets",
+    "target_splits": "dynamix.evaluation.targets",
 }
 
 __all__ = sorted(_EXPORTS)

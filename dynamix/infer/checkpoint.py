@@ -55,13 +55,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as exc:  # truncated, foreign pickle, not a torch file at all
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise DynamixError(
-            f"{p}: cannot read as a weights-only torch file ({type(exc).__name__}: {first}); "
-            f"{_HINT}"
+            f"{p}: cannot read as a weights-only torch file ({type(exc).__name__}: {first}); {_HINT}"
         ) from exc
     version = state.get("format_version") if isinstance(state, dict) else None
-    missing = [
-        k for k in ("model", "momentum", "params") if not isinstance(state, dict) or k not in state
-    ]
+    missing = [k for k in ("model", "momentum", "params") if not isinstance(state, dict) or k not in state]
     if version != FORMAT_VERSION or missing:
         raise DynamixError(
             f"{p}: not a DynaMix training checkpoint (format_version {version}, missing "
@@ -70,9 +67,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def checkpoint_info(
-    state: dict[str, Any], path: str | os.PathLike[str], which: str
-) -> CheckpointInfo:
+def checkpoint_info(state: dict[str, Any], path: str | os.PathLike[str], which: str) -> CheckpointInfo:
     """Architecture and step of ``state``; a one-line error if its params lack them."""
     model = state["params"].get("model") if isinstance(state["params"], dict) else None
     try:
@@ -85,9 +80,14 @@ def checkpoint_info(
     depth = model.get("depth")
     pool = str(model.get("global_pool") or "token")
     return CheckpointInfo(
-        str(path), int(state.get("step", 0)), which, arch, img_size,
-        None if depth is None else int(depth), pool,
-    )  # fmt: skip
+        str(path),
+        int(state.get("step", 0)),
+        which,
+        arch,
+        img_size,
+        None if depth is None else int(depth),
+        pool,
+    )
 
 
 def encoder_weights(state: dict[str, Any], which: str) -> dict[str, torch.Tensor]:
@@ -110,9 +110,13 @@ def build_encoder(
     info = checkpoint_info(state, path, which)
     weights = encoder_weights(state, which)
     model = ReIDModel(
-        info.arch, info.img_size, pretrained_path=None, drop_path_rate=0.0,
-        depth=info.depth, global_pool=info.global_pool,
-    )  # fmt: skip
+        info.arch,
+        info.img_size,
+        pretrained_path=None,
+        drop_path_rate=0.0,
+        depth=info.depth,
+        global_pool=info.global_pool,
+    )
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -126,8 +130,7 @@ def build_encoder(
     model.load_state_dict(weights, strict=True)
     model.requires_grad_(False)
     model.eval().to(device)
-    log.info("loaded %s encoder (%s, %dx%d, step %d) from %s", which, info.arch,
-             *info.img_size, info.step, path)  # fmt: skip
+    log.info("loaded %s encoder (%s, %dx%d, step %d) from %s", which, info.arch, *info.img_size, info.step, path)
     return model, info
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from dynamix.config import load_params
@@ -45,15 +44,21 @@ def _extract(args: argparse.Namespace) -> int:
 
     paths, labels = _images(args)
     device = resolve_device(args.device)
-    model, info = build_encoder(read_checkpoint(args.checkpoint), args.checkpoint,
-                                args.encoder, device)  # fmt: skip
+    model, info = build_encoder(read_checkpoint(args.checkpoint), args.checkpoint, args.encoder, device)
     meta = {"checkpoint": args.checkpoint, "encoder": args.encoder, "step": info.step}
     with tqdm(total=len(paths), desc="extract", unit="img", disable=not args.progress) as bar:
         extract_to_file(
-            model, paths, args.out, meta=meta, labels=labels, batch_size=args.batch_size,
-            num_workers=args.num_workers, device=device, amp=args.amp and device.type == "cuda",
+            model,
+            paths,
+            args.out,
+            meta=meta,
+            labels=labels,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=device,
+            amp=args.amp and device.type == "cuda",
             progress=bar.update,
-        )  # fmt: skip
+        )
     return 0
 
 
@@ -62,8 +67,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dynamix.io import write_json_atomic
 
     params = load_params(args.params, args.set)
-    result = evaluate_checkpoint(params, args.checkpoint, encoder=args.encoder,
-                                 targets=args.target or None, plots_dir=args.plots_dir)  # fmt: skip
+    result = evaluate_checkpoint(
+        params, args.checkpoint, encoder=args.encoder, targets=args.target or None, plots_dir=args.plots_dir
+    )
     if args.out:
         write_json_atomic(args.out, result)
     print(json.dumps(result, sort_keys=True))
@@ -89,10 +95,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def _default_parity_manifest(args: argparse.Namespace) -> str:
     """The first target's manifest (its query images) when no images were named."""
+    from dynamix.data.manifest import manifest_path
+
     params = load_params(args.params, args.set)
     if not params.data.targets:
         raise DynamixError("export: no images for the parity check; pass --folder or --manifest")
-    path = Path(params.data.manifests_dir) / f"{params.data.targets[0].name}.parquet"
+    path = manifest_path(params, params.data.targets[0].name)
     if not path.is_file():
         raise DynamixError(
             f"{path}: not found for the parity check images; run `dynamix prepare` or pass "
@@ -103,8 +111,12 @@ def _default_parity_manifest(args: argparse.Namespace) -> str:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="last.pt / best.pt of `dynamix train`")
-    p.add_argument("--encoder", default="momentum", choices=["momentum", "online"],
-                   help="encoder of the checkpoint (default momentum, as in training)")  # fmt: skip
+    p.add_argument(
+        "--encoder",
+        default="momentum",
+        choices=["momentum", "online"],
+        help="encoder of the checkpoint (default momentum, as in training)",
+    )
 
 
 def _sources(p: argparse.ArgumentParser, required: bool) -> None:
@@ -116,8 +128,7 @@ def _sources(p: argparse.ArgumentParser, required: bool) -> None:
 
 def _params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params.yaml key")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a params.yaml key")
 
 
 def register(subparsers: Any) -> None:
@@ -132,13 +143,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=_extract)
 
-    p = subparsers.add_parser(
-        "evaluate", help="Market-1501 metrics of a checkpoint on the target domains → JSON"
-    )
+    p = subparsers.add_parser("evaluate", help="Market-1501 metrics of a checkpoint on the target domains → JSON")
     _common(p)
     _params(p)
-    p.add_argument("--target", action="append", metavar="NAME",
-                   help="only this target of data.targets (repeatable; default: all)")  # fmt: skip
+    p.add_argument(
+        "--target", action="append", metavar="NAME", help="only this target of data.targets (repeatable; default: all)"
+    )
     p.add_argument("--out", help="also write the metrics JSON here (e.g. metrics/eval.json)")
     p.add_argument("--plots-dir", help="write ranked-list PNGs (ranks_<target>.png) here")
     p.set_defaults(func=_evaluate)
@@ -148,8 +158,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="model file (.onnx); report beside it (.json)")
     _sources(p, required=False)
     _params(p)
-    p.add_argument("--images", type=int, default=8,
-                   help="real images for the parity check (default 8; default source: the "
-                   "query split of the first target manifest in params.yaml)")  # fmt: skip
+    p.add_argument(
+        "--images",
+        type=int,
+        default=8,
+        help="real images for the parity check (default 8; default source: the "
+        "query split of the first target manifest in params.yaml)",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
     p.set_defaults(func=_export)

@@ -128,10 +128,16 @@ def export_onnx(
     batch = torch.export.Dim("batch", min=1)
     with atomic_path(target) as tmp:
         program = torch.onnx.export(
-            model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
+            model,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            external_data=False,
             verbose=False,
-        )  # fmt: skip
+        )
         program.save(str(tmp), external_data=False)
         parity = check_parity(tmp, model, images)
         opsets = {o.domain or "ai.onnx": o.version for o in onnx.load(str(tmp)).opset_import}
@@ -164,8 +170,13 @@ def export_onnx(
         "versions": _versions(),
     }
     write_json_atomic(target.with_suffix(".json"), report)
-    log.info("exported %s (max abs diff %.2g, min cosine %.7f on %d images)", target,
-             parity["max_abs_diff"], parity["min_cosine"], parity["images"])  # fmt: skip
+    log.info(
+        "exported %s (max abs diff %.2g, min cosine %.7f on %d images)",
+        target,
+        parity["max_abs_diff"],
+        parity["min_cosine"],
+        parity["images"],
+    )
     return report
 
 

@@ -16,7 +16,7 @@ img_size      (2,) int64      (H, W) the images were resized to
 
 Features are written batch by batch straight into the archive, so memory stays at one
 batch whatever N is (10M images × 768 floats would be 30 GB in RAM). Images go through the
-same eval transform and loader as the trainer's evaluation (:mod:`dynamix.train.features`),
+same feature pass as the trainer's evaluation (:func:`dynamix.train.features.iter_features`),
 so a feature here equals the one the trainer's metrics were computed from.
 """
 
@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from dynamix.data.images import ManifestImageDataset, build_transforms
 from dynamix.errors import DynamixError
 from dynamix.io import atomic_path
+from dynamix.train.features import iter_features
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +62,10 @@ def manifest_images(manifest: str | os.PathLike[str], split: str | None = None) 
         splits = sorted(df["split"].unique())
         df = df[df["split"] == split].reset_index(drop=True)
         if df.empty:
-            raise DynamixError(
-                f"{manifest}: no rows with split {split!r}; it has {', '.join(splits) or 'none'}"
-            )
+            raise DynamixError(f"{manifest}: no rows with split {split!r}; it has {', '.join(splits) or 'none'}")
     if df.empty:
         raise DynamixError(f"{manifest}: manifest is empty; rebuild it with `dynamix manifest`")
     return df
-
-
-@torch.no_grad()
-def iter_features(
-    model: nn.Module,
-    paths: Sequence[str],
-    *,
-    img_size: tuple[int, int],
-    batch_size: int = 128,
-    num_workers: int = 0,
-    device: torch.device | str = "cpu",
-    amp: bool = False,
-) -> Iterator[torch.Tensor]:
-    """(b, D) fp32 CPU embeddings of consecutive batches of ``paths``, in input order."""
-    dataset = ManifestImageDataset(list(paths), transform=build_transforms(img_size, train=False))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        generator=torch.Generator())  # fmt: skip
-    device = torch.device(device)
-    model.eval()
-    for images, _ in loader:
-        images = images.to(device, non_blocking=True)  # (b, 3, H, W) in [0, 1]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            yield model(images).float().cpu()
 
 
 def write_features(
@@ -155,8 +129,15 @@ def extract_to_file(
         step=np.asarray(int(meta["step"]), dtype=np.int64),
         img_size=np.asarray(img_size, dtype=np.int64),
     )
-    batches = iter_features(model, paths, img_size=img_size, batch_size=batch_size,
-                            num_workers=num_workers, device=device, amp=amp)  # fmt: skip
+    batches = iter_features(
+        model,
+        paths,
+        img_size=img_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        amp=amp,
+    )
     path = write_features(out, batches, len(paths), model.embed_dim, extra, progress)
     log.info("wrote %d × %d features to %s", len(paths), model.embed_dim, path)
     return path

@@ -15,14 +15,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dynamix.evaluation.targets import METRIC_KEYS
 from dynamix.io import atomic_path
 
-STEP_KEYS = ("loss", "loss_centroid", "loss_id", "loss_triplet", "loss_consistency", "lr")
-EVAL_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+#: The losses a training step logs (``loss_<part>`` for every part the trainer sums; a
+#: part that is switched off is simply absent); the CSV curves and the PNG plots use these.
+LOSS_KEYS = ("loss", "loss_centroid", "loss_id", "loss_triplet", "loss_consistency")
+STEP_KEYS = (*LOSS_KEYS, "lr")
 RELABEL_KEYS = (
-    "images_filtered", "images_relabeled", "ids_merged", "ids_remaining", "purity_before",
-    "purity", "fragmentation", "ari", "rejected",
-)  # fmt: skip
+    "images_filtered",
+    "images_relabeled",
+    "ids_merged",
+    "ids_remaining",
+    "purity_before",
+    "purity",
+    "fragmentation",
+    "ari",
+    "rejected",
+)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
@@ -42,29 +52,23 @@ def read_log(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_curves(
-    run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], every: int = 10
-) -> list[Path]:
+def write_curves(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], every: int = 10) -> list[Path]:
     """Write ``steps.csv``, ``eval.csv`` and ``relabel.csv`` of ``run_dir`` into ``out_dir``."""
     events = read_log(run_dir)
     out = Path(out_dir)
     steps = [e for e in events if e["event"] == "step"]
     keys = [k for k in STEP_KEYS if any(k in e for e in steps)]
     step_rows = [
-        [e["step"], *(e.get(k) for k in keys)]
-        for e in steps
-        if e["step"] % max(every, 1) == 0 or e is steps[-1]
+        [e["step"], *(e.get(k) for k in keys)] for e in steps if e["step"] % max(every, 1) == 0 or e is steps[-1]
     ]
     eval_rows = []
     for e in (e for e in events if e["event"] == "eval"):
         targets = sorted({k.split("/", 1)[0] for k in e if "/" in k})
         for t in targets:
-            eval_rows.append([e["step"], t, *(e.get(f"{t}/{k}") for k in EVAL_KEYS)])
-    relabel_rows = [
-        [e["step"], *(e.get(k) for k in RELABEL_KEYS)] for e in events if e["event"] == "relabel"
-    ]
+            eval_rows.append([e["step"], t, *(e.get(f"{t}/{k}") for k in METRIC_KEYS)])
+    relabel_rows = [[e["step"], *(e.get(k) for k in RELABEL_KEYS)] for e in events if e["event"] == "relabel"]
     return [
         _write_csv(out / "steps.csv", ["step", *keys], step_rows),
-        _write_csv(out / "eval.csv", ["step", "target", *EVAL_KEYS], eval_rows),
+        _write_csv(out / "eval.csv", ["step", "target", *METRIC_KEYS], eval_rows),
         _write_csv(out / "relabel.csv", ["step", *RELABEL_KEYS], relabel_rows),
     ]

@@ -1,9 +1,10 @@
-"""What the trainer reads: the training table, target splits and (for reports) ground truth.
+"""What the trainer reads: the training table and (for reports) ground truth.
 
 The training table is the ``train`` rows of every source manifest plus (unless the
 single-camera ablation is off) every single-camera manifest, with contiguous
 ``train_pid``/``train_camid`` from :func:`~dynamix.data.manifest.relabel_for_training`.
 Its ``train_pid`` is the centroid bank's id space; single-camera videos are cameras.
+The target splits the trainer evaluates on come from :mod:`dynamix.evaluation.targets`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ from dynamix.errors import DynamixError
 log = logging.getLogger(__name__)
 
 
-def manifest_path(params: Params, spec: DatasetSpec) -> Path:
-    return Path(params.data.manifests_dir) / f"{spec.name}.parquet"
-
-
 def _read(params: Params, spec: DatasetSpec) -> pd.DataFrame:
-    from dynamix.data.manifest import read_manifest
+    from dynamix.data.manifest import manifest_path, read_manifest
 
-    path = manifest_path(params, spec)
+    path = manifest_path(params, spec.name)
     if not path.is_file():
         raise DynamixError(f"{path}: manifest not found; run `dynamix prepare` first")
     return read_manifest(path)
@@ -49,37 +46,12 @@ def train_table(params: Params, single_camera: bool = True) -> pd.DataFrame:
     single = table["source_kind"] == "single_camera"
     log.info(
         "train table: %d multi-camera images / %d ids, %d single-camera images / %d ids",
-        int((~single).sum()), table.loc[~single, "train_pid"].nunique(),
-        int(single.sum()), table.loc[single, "train_pid"].nunique(),
-    )  # fmt: skip
+        int((~single).sum()),
+        table.loc[~single, "train_pid"].nunique(),
+        int(single.sum()),
+        table.loc[single, "train_pid"].nunique(),
+    )
     return table
-
-
-def target_splits(params: Params) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """``{target name: (query rows, gallery rows)}`` of every target manifest."""
-    out = {}
-    for spec in params.data.targets:
-        df = _read(params, spec)
-        query = df[df["split"] == "query"].reset_index(drop=True)
-        gallery = df[df["split"] == "gallery"].reset_index(drop=True)
-        if query.empty or gallery.empty:
-            raise DynamixError(f"{manifest_path(params, spec)}: target has no query or gallery")
-        out[spec.name] = (query, gallery)
-    return out
-
-
-def split_fingerprint(query: pd.DataFrame, gallery: pd.DataFrame) -> str:
-    """SHA-256 of what an evaluation of a target depends on: its query and gallery rows
-    (path, pid, camid, in order). A recorded evaluation is reused only while this matches.
-    """
-    import hashlib
-
-    digest = hashlib.sha256()
-    for part in (query, gallery):
-        rows = part[["path", "pid", "camid"]].astype({"path": str})
-        digest.update(len(rows).to_bytes(8, "little"))
-        digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
 
 
 def true_ids(params: Params, table: pd.DataFrame) -> np.ndarray | None:

@@ -61,6 +61,7 @@ from dynamix.centroids import CentroidBank, group_sum
 from dynamix.config import Params, to_dict
 from dynamix.data.images import ManifestImageDataset, build_transforms
 from dynamix.errors import DynamixError
+from dynamix.evaluation.targets import evaluate_encoder, mean_map, target_splits
 from dynamix.io import write_json_atomic
 from dynamix.losses import CentroidLoss, ConsistencyLoss, IdentityClassifierLoss, TripletLoss
 from dynamix.model import MomentumEncoder, ReIDModel
@@ -68,16 +69,14 @@ from dynamix.relabel import label_quality, relabel_round
 from dynamix.sampling import SINGLE, MixedBatchSampler
 from dynamix.train import distributed
 from dynamix.train.callbacks import Callback, JsonlLogger
-from dynamix.train.data import target_splits, train_table, true_ids
-from dynamix.train.eval_record import evaluated_on, rank_queries, ranked_rows
+from dynamix.train.data import train_table, true_ids
+from dynamix.train.eval_record import evaluated_on
 from dynamix.train.features import extract_features
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint, save_checkpoint
 from dynamix.train.videos import VideoGroups
 
 log = logging.getLogger(__name__)
-
-EVAL_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,9 +108,7 @@ class Trainer:
     on rank 0 only (``dynamix train`` tears the group down at the end).
     """
 
-    def __init__(
-        self, params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()
-    ) -> None:
+    def __init__(self, params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()) -> None:
         self.params, self.cfg = params, params.train
         cfg, mcfg = self.cfg, params.model
         self.out_dir = Path(cfg.out_dir)
@@ -119,20 +116,19 @@ class Trainer:
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         if self.is_main and self.world_size > 1 and self.world_size != cfg.nproc_per_node:
-            log.warning("started by torchrun with %d processes while train.nproc_per_node "
-                        "is %s: the run uses %d (the key is how many dynamix starts itself)",
-                        self.world_size, cfg.nproc_per_node, self.world_size)  # fmt: skip
+            log.warning(
+                "started by torchrun with %d processes while train.nproc_per_node "
+                "is %s: the run uses %d (the key is how many dynamix starts itself)",
+                self.world_size,
+                cfg.nproc_per_node,
+                self.world_size,
+            )
         seed = distributed.rank_seed(cfg.seed, self.rank)  # = cfg.seed on rank 0
         self.amp = cfg.amp and self.device.type == "cuda"  # bf16: no loss scaler needed
         if cfg.eval_model not in ("momentum", "online"):
-            raise DynamixError(
-                f"train.eval_model must be momentum or online, not {cfg.eval_model!r}"
-            )
+            raise DynamixError(f"train.eval_model must be momentum or online, not {cfg.eval_model!r}")
         if cfg.loss.single_negatives not in ("all", "video"):
-            raise DynamixError(
-                "train.loss.single_negatives must be all or video, not "
-                f"{cfg.loss.single_negatives!r}"
-            )
+            raise DynamixError(f"train.loss.single_negatives must be all or video, not {cfg.loss.single_negatives!r}")
         state = load_checkpoint(self.out_dir / "last.pt") if resume else None
         torch.manual_seed(seed)  # the one global seed; everything else has its own RNG
 
@@ -151,9 +147,13 @@ class Trainer:
 
         # model, momentum encoder, centroid bank, optimizer, losses
         self.model = ReIDModel(
-            mcfg.arch, self.img_size, mcfg.pretrained_path, mcfg.drop_path_rate,
-            depth=mcfg.depth, global_pool=mcfg.global_pool,
-        ).to(self.device)  # fmt: skip
+            mcfg.arch,
+            self.img_size,
+            mcfg.pretrained_path,
+            mcfg.drop_path_rate,
+            depth=mcfg.depth,
+            global_pool=mcfg.global_pool,
+        ).to(self.device)
         distributed.broadcast_(self.model.state_dict().values())  # ranks start from rank 0's
         self.momentum = MomentumEncoder(self.model, mcfg.momentum, mcfg.momentum_warmup)
         # forward/backward through DDP; self.model stays the bare module (EMA, checkpoints)
@@ -182,9 +182,7 @@ class Trainer:
         self.loss_generator = torch.Generator().manual_seed(seed)
         # optimized parameters DDP does not average: the ID classifier's
         own = {id(p) for p in self.model.parameters()}
-        self.extra_params = [
-            p for g in self.optimizer.param_groups for p in g["params"] if id(p) not in own
-        ]
+        self.extra_params = [p for g in self.optimizer.param_groups for p in g["params"] if id(p) not in own]
 
         self.step = 0
         self.best_map, self.best_step = float("-inf"), -1
@@ -204,17 +202,21 @@ class Trainer:
             self.paths, transform=build_transforms(self.img_size, train=True), two_views=True
         )
         resume_step = self.step if resume else None
-        self.callbacks = [*([JsonlLogger(self.out_dir, resume_step)] if self.is_main else []),
-                          *callbacks]  # fmt: skip
+        self.callbacks = [*([JsonlLogger(self.out_dir, resume_step)] if self.is_main else []), *callbacks]
         backend = torch.distributed.get_backend() if self.world_size > 1 else "none"
         log.info("training on %s: world size %d, backend %s", self.device, self.world_size, backend)
 
     # ---- setup -------------------------------------------------------------------------
     def _features(self, encoder: torch.nn.Module, paths: Sequence[str]) -> torch.Tensor:
         return extract_features(
-            encoder, paths, img_size=self.img_size, batch_size=self.cfg.eval_batch_size,
-            num_workers=self.cfg.num_workers, device=self.device, amp=self.amp,
-        )  # fmt: skip
+            encoder,
+            paths,
+            img_size=self.img_size,
+            batch_size=self.cfg.eval_batch_size,
+            num_workers=self.cfg.num_workers,
+            device=self.device,
+            amp=self.amp,
+        )
 
     def init_bank(self) -> None:
         """Centroids = mean momentum feature per id over every train image (one pass).
@@ -226,8 +228,12 @@ class Trainer:
             feats = self._features(self.momentum, self.paths)  # (N, D)
             self.bank.init_from(feats, torch.from_numpy(self.labels))
             self.bank.finish_init()
-            log.info("centroid bank: %d ids from %d images in %.1fs", self.bank.num_ids,
-                     len(self.paths), time.perf_counter() - t0)  # fmt: skip
+            log.info(
+                "centroid bank: %d ids from %d images in %.1fs",
+                self.bank.num_ids,
+                len(self.paths),
+                time.perf_counter() - t0,
+            )
         distributed.broadcast_([self.bank.centroids, self.bank.counts])
 
     def _refresh_videos(self) -> None:
@@ -239,30 +245,36 @@ class Trainer:
         sc = self.cfg.sampler
         p_m = sc.p_m + sc.p_s if not sc.single_camera and sc.keep_batch_size else sc.p_m
         return MixedBatchSampler(
-            self.labels, self.table["train_camid"].to_numpy(), self.single_images,
-            p_m=p_m, p_s=sc.p_s, k=sc.k, matching=sc.matching,
-            single_camera=sc.single_camera, centroids=self.bank,
+            self.labels,
+            self.table["train_camid"].to_numpy(),
+            self.single_images,
+            p_m=p_m,
+            p_s=sc.p_s,
+            k=sc.k,
+            matching=sc.matching,
+            single_camera=sc.single_camera,
+            centroids=self.bank,
             seed=distributed.rank_seed(self.cfg.seed, self.rank),  # each rank its own batches
             ids_per_video=sc.ids_per_video,
-        )  # fmt: skip
+        )
 
     def _loader(self) -> DataLoader:
         # A dedicated generator: creating the iterator must not draw from the global RNG.
         seed = distributed.rank_seed(self.cfg.seed, self.rank)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + self.step)
         return DataLoader(
-            self.dataset, batch_sampler=self.sampler, num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda", generator=generator,
-        )  # fmt: skip
+            self.dataset,
+            batch_sampler=self.sampler,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=generator,
+        )
 
     # ---- one step ----------------------------------------------------------------------
-    def train_step(
-        self, view1: torch.Tensor, view2: torch.Tensor, index: torch.Tensor
-    ) -> dict[str, float]:
+    def train_step(self, view1: torch.Tensor, view2: torch.Tensor, index: torch.Tensor) -> dict[str, float]:
         """One optimizer step: two views (B, 3, H, W) of the images ``index`` (B,)."""
         cfg, lc = self.cfg, self.cfg.loss
-        lr = lr_at(self.step, base_lr=cfg.lr, warmup=cfg.warmup_iters, total=cfg.iters,
-                   min_ratio=cfg.min_lr_ratio)  # fmt: skip
+        lr = lr_at(self.step, base_lr=cfg.lr, warmup=cfg.warmup_iters, total=cfg.iters, min_ratio=cfg.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         idx = index.numpy()
@@ -284,26 +296,30 @@ class Trainer:
         if lc.centroid:
             weights = torch.where(groups == SINGLE, lc.w_centroid_single, lc.w_centroid_multi)
             parts["centroid"] = self.centroid_loss(
-                online, labels, self.bank.centroids, weights=weights,
-                valid_mask=self.bank.initialized, generator=self.loss_generator,
-                id_groups=id_groups, extra_ids=extra_ids,
-            )  # fmt: skip
+                online,
+                labels,
+                self.bank.centroids,
+                weights=weights,
+                valid_mask=self.bank.initialized,
+                generator=self.loss_generator,
+                id_groups=id_groups,
+                extra_ids=extra_ids,
+            )
         if self.id_loss is not None:
             classes = torch.from_numpy(self.class_of[np.maximum(self.labels[idx], 0)])
             classes[labels.cpu() < 0] = -1
             parts["id"] = lc.w_id * self.id_loss(online, classes.to(self.device))
         parts["triplet"] = lc.w_triplet * self.triplet_loss(online, labels, mining)
         kl_centroids = self.bank.centroids if lc.consistency_kind == "kl" else None
-        parts["consistency"] = lc.w_consistency * self.consistency_loss(
-            online, target, kl_centroids
-        )
+        parts["consistency"] = lc.w_consistency * self.consistency_loss(online, target, kl_centroids)
         loss = sum(parts.values())
         # (P + 3,) [loss, parts..., batch size, single images], averaged over the ranks: every
         # rank logs (and checks) the global values, so a non-finite loss stops them all
         report = torch.tensor(
             [*(float(v.detach()) for v in (loss, *parts.values())), len(idx), int(groups.sum())],
-            dtype=torch.float32, device=self.device,
-        )  # fmt: skip
+            dtype=torch.float32,
+            device=self.device,
+        )
         distributed.all_reduce_mean_([report])
         report = report.tolist()
         if not math.isfinite(report[0]):
@@ -323,9 +339,13 @@ class Trainer:
         self.step += 1
         n = self.world_size
         metrics = {f"loss_{k}": v for k, v in zip(parts, report[1:-2], strict=True)}
-        metrics.update(loss=report[0], lr=lr, grad_norm=float(grad_norm),
-                       batch=round(report[-2] * n),
-                       single_images=round(report[-1] * n))  # fmt: skip
+        metrics.update(
+            loss=report[0],
+            lr=lr,
+            grad_norm=float(grad_norm),
+            batch=round(report[-2] * n),
+            single_images=round(report[-1] * n),
+        )
         return metrics
 
     # ---- relabeling and evaluation -----------------------------------------------------
@@ -366,12 +386,23 @@ class Trainer:
         snapshot = self.bank.state_dict()  # (C, D) copy: to undo a rejected round
         live_ids = len(np.unique(labels[labels >= 0]))
         result = relabel_round(
-            feats, labels, self.bank, self.single_ids, tau_filter=rc.tau_filter,
-            tau_relabel=rc.tau_relabel, margin=rc.margin, tau_merge=rc.tau_merge,
-            topk=rc.topk, mutual=rc.mutual, merge=rc.merge, filter_mad=rc.filter_mad,
-            reassign=rc.reassign, true_ids=truth, nlist=rc.nlist,
+            feats,
+            labels,
+            self.bank,
+            self.single_ids,
+            tau_filter=rc.tau_filter,
+            tau_relabel=rc.tau_relabel,
+            margin=rc.margin,
+            tau_merge=rc.tau_merge,
+            topk=rc.topk,
+            mutual=rc.mutual,
+            merge=rc.merge,
+            filter_mad=rc.filter_mad,
+            reassign=rc.reassign,
+            true_ids=truth,
+            nlist=rc.nlist,
             use_gpu=self.device.type == "cuda",  # faiss-gpu where the training runs on CUDA
-        )  # fmt: skip
+        )
         new_labels = self.labels.copy()
         new_labels[rows] = result.labels
         stats = {**result.stats.as_dict(), "seconds": time.perf_counter() - t0}
@@ -402,42 +433,32 @@ class Trainer:
         record = self._evaluate_targets() if self.is_main else None
         record = distributed.broadcast_object(record)
         results = record["targets"]
-        mean_map = float(np.mean([r["mAP"] for r in results.values()]))
-        self.last_eval = {"step": self.step, **record, "mean_mAP": mean_map}
+        mean = mean_map(results)
+        self.last_eval = {"step": self.step, **record, "mean_mAP": mean}
         flat = {f"{n}/{k}": v for n, r in results.items() for k, v in r.items()}
-        self._emit("on_eval", {**flat, "mean_mAP": mean_map})
+        self._emit("on_eval", {**flat, "mean_mAP": mean})
         if self.is_main:
-            log.info("step %d: mean target mAP %.4f (%s)", self.step, mean_map,
-                     ", ".join(f"{n} {r['mAP']:.4f}" for n, r in results.items()))  # fmt: skip
-        if mean_map > self.best_map:
-            self.best_map, self.best_step = mean_map, self.step
+            per_target = ", ".join(f"{n} {r['mAP']:.4f}" for n, r in results.items())
+            log.info("step %d: mean target mAP %.4f (%s)", self.step, mean, per_target)
+        if mean > self.best_map:
+            self.best_map, self.best_step = mean, self.step
             self.save("best.pt")
         return self.last_eval
 
     def _evaluate_targets(self) -> dict[str, Any]:
-        """Metrics per target, plus the record that lets the pipeline reuse them
-        (:mod:`dynamix.train.eval_record`: what they were computed on, and the top
-        matches of ``tracking.ranked_list_queries`` queries for the ranked-list picture)."""
-        from dynamix.evaluation import evaluate_features
-
-        ev = self.params.evaluation
+        """Metrics per target (:func:`~dynamix.evaluation.targets.evaluate_encoder` with the
+        eval encoder's feature pass), plus the record that lets the pipeline reuse them
+        (:mod:`dynamix.train.eval_record`: what they were computed on, and the top matches
+        of ``tracking.ranked_list_queries`` queries for the ranked-list picture)."""
         encoder = self.momentum if self.cfg.eval_model == "momentum" else self.model
-        results: dict[str, Any] = {}
-        ranked: dict[str, Any] = {}
-        num_ranked = self.params.tracking.ranked_list_queries
-        for name, (query, gallery) in self.targets.items():
-            qf = self._features(encoder, query["path"].astype(str).tolist())
-            gf = self._features(encoder, gallery["path"].astype(str).tolist())
-            result = evaluate_features(
-                qf, gf, query["pid"].to_numpy(), gallery["pid"].to_numpy(),
-                query["camid"].to_numpy(), gallery["camid"].to_numpy(),
-                max_rank=ev.max_rank, metric=ev.metric, block_size=ev.block_size,
-            ).as_dict()  # fmt: skip
-            results[name] = {k: result[k] for k in (*EVAL_KEYS, "num_valid_query") if k in result}
-            rows = ranked_rows(len(query), num_ranked)
-            ranked[name] = rank_queries(qf, gf, query, gallery, rows, ev.metric)
+        report = evaluate_encoder(
+            lambda paths: self._features(encoder, paths),
+            self.targets,
+            self.params.evaluation,
+            ranked_queries=self.params.tracking.ranked_list_queries,
+        )
         on = evaluated_on(self.params, self.targets, self.cfg.eval_model)
-        return {"targets": results, "evaluated_on": on, "ranked": ranked}
+        return {"targets": report["targets"], "evaluated_on": on, "ranked": report["ranked"]}
 
     def _emit(self, event: str, payload: Any) -> None:
         """Call ``event`` on every callback, on rank 0 only (one log, one MLflow run)."""
@@ -452,9 +473,12 @@ class Trainer:
     def _relabel_due(self) -> bool:
         rc = self.cfg.relabel
         return (
-            rc.enabled and self.cfg.sampler.single_camera and self.step < self.cfg.iters
-            and self.step >= rc.warmup and (self.step - rc.warmup) % max(rc.every, 1) == 0
-        )  # fmt: skip
+            rc.enabled
+            and self.cfg.sampler.single_camera
+            and self.step < self.cfg.iters
+            and self.step >= rc.warmup
+            and (self.step - rc.warmup) % max(rc.every, 1) == 0
+        )
 
     def fit(self) -> dict[str, Any]:
         """Train until ``train.iters``; returns (and writes) ``<out_dir>/metrics.json``."""
@@ -512,9 +536,14 @@ class Trainer:
         """This rank's sampler/RNG state in a checkpoint; None = keep the fresh ones."""
         ranks = state.get("ranks") or [{"sampler": state["sampler"], "rng": state["rng"]}]
         if len(ranks) != self.world_size:
-            log.warning("checkpoint written by %d process(es), resumed by %d: ranks from %d "
-                        "on start fresh sampler/RNG streams (the batches differ from an "
-                        "uninterrupted run)", len(ranks), self.world_size, len(ranks))  # fmt: skip
+            log.warning(
+                "checkpoint written by %d process(es), resumed by %d: ranks from %d "
+                "on start fresh sampler/RNG streams (the batches differ from an "
+                "uninterrupted run)",
+                len(ranks),
+                self.world_size,
+                len(ranks),
+            )
         return ranks[self.rank] if self.rank < len(ranks) else None
 
     def state_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -584,8 +613,6 @@ class Trainer:
         return path
 
 
-def train(
-    params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()
-) -> dict[str, Any]:
+def train(params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final metrics."""
     return Trainer(params, resume=resume, callbacks=callbacks).fit()

@@ -10,23 +10,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tiny_pipeline
 
 from dynamix.config import Params, load_params
+from dynamix.data.manifest import manifest_path
 from dynamix.prepare import prepare_manifests
-from dynamix.synth import generate_world
 from dynamix.train.trainer import train
 
+# The shared tiny list, cut to two steps with relabeling off: a checkpoint is all we need.
 TINY = [
-    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
-    "train.iters=2", "train.num_workers=0", "train.eval_every=2", "train.checkpoint_every=2",
-    "train.warmup_iters=1", "train.eval_batch_size=32", "train.relabel.enabled=false",
-    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
-]  # fmt: skip
+    *tiny_pipeline.TINY,
+    "train.iters=2",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.warmup_iters=1",
+    "train.eval_batch_size=32",
+    "train.relabel.enabled=false",
+]
 
 
 @dataclass(frozen=True)
 class TinyRun:
-    world: Path  # the generated raw datasets
+    world: Path  # the session's tiny world (read-only)
     params_file: Path  # repo params.yaml pointed at ``world``
     overrides: list[str]  # TINY + train.out_dir
     out_dir: Path  # last.pt, best.pt, metrics.json
@@ -39,16 +44,15 @@ class TinyRun:
         return self.out_dir / "last.pt"
 
     def manifest(self, name: str) -> Path:
-        return Path(self.params().data.manifests_dir) / f"{name}.parquet"
+        return manifest_path(self.params(), name)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(world_params, tmp_path_factory) -> TinyRun:
+def tiny_run(world_params, tiny_world, tmp_path_factory) -> TinyRun:
     base = tmp_path_factory.mktemp("infer")
-    world = base / "raw"
-    generate_world(world, preset="tiny", seed=0, workers=2)
-    params_file = world_params(world, base)
-    run = TinyRun(world, params_file, [*TINY, f"train.out_dir={base / 'run'}"], base / "run")
+    params_file = world_params(tiny_world, base)
+    overrides = [*TINY, f"train.out_dir={base / 'run'}"]
+    run = TinyRun(tiny_world, params_file, overrides, base / "run")
     prepare_manifests(run.params())
     train(run.params())
     return run

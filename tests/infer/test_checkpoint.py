@@ -65,14 +65,15 @@ def test_foreign_files_are_refused(tmp_path):
 def test_weights_that_do_not_fit_name_the_keys(tiny_run, tmp_path):
     state = load_checkpoint(tiny_run.checkpoint)
     state["params"]["model"]["arch"] = "vit_small_patch16_224"  # 384-d, checkpoint is 192-d
-    path = save_checkpoint({k: v for k, v in state.items() if k != "format_version"},
-                           tmp_path / "wrong.pt")  # fmt: skip
-    with pytest.raises(DynamixError, match=r"wrong\.pt: momentum encoder weights do not fit "
-                       r"vit_small_patch16_224 .*wrong shape [1-9]"):  # fmt: skip
+    path = save_checkpoint({k: v for k, v in state.items() if k != "format_version"}, tmp_path / "wrong.pt")
+    with pytest.raises(
+        DynamixError,
+        match=r"wrong\.pt: momentum encoder weights do not fit "
+        r"vit_small_patch16_224 .*wrong shape [1-9]",
+    ):
         load_encoder(path)
     state["params"]["model"] = {"arch": "vit_tiny_patch16_224"}
-    path = save_checkpoint({k: v for k, v in state.items() if k != "format_version"},
-                           tmp_path / "noparams.pt")  # fmt: skip
+    path = save_checkpoint({k: v for k, v in state.items() if k != "format_version"}, tmp_path / "noparams.pt")
     with pytest.raises(DynamixError, match=r"lack model\.arch/img_height/img_width"):
         load_encoder(path, "online")
 
@@ -83,8 +84,15 @@ def test_unknown_encoder_name(tiny_run):
 
 
 def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
-    argv = ["extract", "--checkpoint", str(tmp_path / "gone.pt"), "--folder", str(tmp_path),
-            "--out", str(tmp_path / "f.npz")]  # fmt: skip
+    argv = [
+        "extract",
+        "--checkpoint",
+        str(tmp_path / "gone.pt"),
+        "--folder",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "f.npz"),
+    ]
     (tmp_path / "a.png").write_bytes(b"")  # the folder must not be the failing part
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()

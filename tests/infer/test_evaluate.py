@@ -83,9 +83,18 @@ def test_online_encoder_and_a_target_subset(tiny_run):
 
 def test_cli_writes_json_and_ranked_lists(tiny_run, tmp_path, capsys):
     out, plots = tmp_path / "metrics" / "eval.json", tmp_path / "plots"
-    argv = ["evaluate", "--params", str(tiny_run.params_file), "--checkpoint",
-            str(tiny_run.out_dir / "best.pt"), "--out", str(out), "--plots-dir", str(plots),
-            *(a for s in tiny_run.overrides for a in ("--set", s))]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--params",
+        str(tiny_run.params_file),
+        "--checkpoint",
+        str(tiny_run.out_dir / "best.pt"),
+        "--out",
+        str(out),
+        "--plots-dir",
+        str(plots),
+        *(a for s in tiny_run.overrides for a in ("--set", s)),
+    ]
     assert cli_main(argv) == 0
     written = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == written
@@ -96,8 +105,15 @@ def test_cli_writes_json_and_ranked_lists(tiny_run, tmp_path, capsys):
 
 
 def test_cli_unknown_target_exits_2(tiny_run, capsys):
-    argv = ["evaluate", "--params", str(tiny_run.params_file), "--checkpoint",
-            str(tiny_run.checkpoint), "--target", "mars",
-            *(a for s in tiny_run.overrides for a in ("--set", s))]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--params",
+        str(tiny_run.params_file),
+        "--checkpoint",
+        str(tiny_run.checkpoint),
+        "--target",
+        "mars",
+        *(a for s in tiny_run.overrides for a in ("--set", s)),
+    ]
     assert cli_main(argv) == 2
     assert "unknown target(s) mars" in capsys.readouterr().err

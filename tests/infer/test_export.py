@@ -22,9 +22,19 @@ from dynamix.infer.export import load_images
 def exported(tiny_run, tmp_path_factory) -> Path:
     """`dynamix export` of the momentum encoder, parity on 5 target query images."""
     out = tmp_path_factory.mktemp("export") / "model.onnx"
-    argv = ["export", "--checkpoint", str(tiny_run.checkpoint), "--out", str(out),
-            "--manifest", str(tiny_run.manifest("market-syn")), "--split", "query",
-            "--images", "5"]  # fmt: skip
+    argv = [
+        "export",
+        "--checkpoint",
+        str(tiny_run.checkpoint),
+        "--out",
+        str(out),
+        "--manifest",
+        str(tiny_run.manifest("market-syn")),
+        "--split",
+        "query",
+        "--images",
+        "5",
+    ]
     assert cli_main(argv) == 0
     return out
 

@@ -24,9 +24,22 @@ def encoder(tiny_run):
 @pytest.fixture(scope="module")
 def query_file(tiny_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("extract") / "query.npz"
-    argv = ["extract", "--checkpoint", str(tiny_run.checkpoint), "--manifest",
-            str(tiny_run.manifest("market-syn")), "--split", "query", "--out", str(out),
-            "--batch-size", "7", "--device", "cpu", "--no-progress"]  # fmt: skip
+    argv = [
+        "extract",
+        "--checkpoint",
+        str(tiny_run.checkpoint),
+        "--manifest",
+        str(tiny_run.manifest("market-syn")),
+        "--split",
+        "query",
+        "--out",
+        str(out),
+        "--batch-size",
+        "7",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert cli_main(argv) == 0
     return out
 
@@ -36,8 +49,7 @@ def test_manifest_file_contents(tiny_run, query_file, encoder):
     query = df[df["split"] == "query"].reset_index(drop=True)
     with np.load(query_file, allow_pickle=False) as data:  # no pickle needed to read it
         arrays = {k: data[k] for k in data.files}
-    assert set(arrays) == {"features", "paths", "pid", "camid", "checkpoint", "encoder", "step",
-                           "img_size"}  # fmt: skip
+    assert set(arrays) == {"features", "paths", "pid", "camid", "checkpoint", "encoder", "step", "img_size"}
     feats = arrays["features"]
     assert feats.dtype == np.float32 and feats.shape == (len(query), encoder.embed_dim)
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
@@ -62,8 +74,16 @@ def test_folder_gives_the_same_features_as_the_manifest(tiny_run, query_file, tm
         shutil.copy(src / name, dest)
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     out = tmp_path / "folder.npz"
-    argv = ["extract", "--checkpoint", str(tiny_run.checkpoint), "--folder",
-            str(tmp_path / "imgs"), "--out", str(out), "--no-progress"]  # fmt: skip
+    argv = [
+        "extract",
+        "--checkpoint",
+        str(tiny_run.checkpoint),
+        "--folder",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert cli_main(argv) == 0
     with np.load(out) as f, np.load(query_file) as m:
         assert {"pid", "camid"}.isdisjoint(f.files)
@@ -78,8 +98,14 @@ def test_progress_counts_every_image_and_online_differs(tiny_run, tmp_path, quer
     paths = folder_images(tiny_run.world / "market-syn" / "query")
     online = load_encoder(tiny_run.checkpoint, "online")
     seen: list[int] = []
-    out = extract_to_file(online, paths, tmp_path / "o.npz", batch_size=10, progress=seen.append,
-                          meta={"checkpoint": "x", "encoder": "online", "step": 2})  # fmt: skip
+    out = extract_to_file(
+        online,
+        paths,
+        tmp_path / "o.npz",
+        batch_size=10,
+        progress=seen.append,
+        meta={"checkpoint": "x", "encoder": "online", "step": 2},
+    )
     assert sum(seen) == len(paths) and max(seen) == 10
     with np.load(out) as o:
         assert str(o["encoder"]) == "online" and o["features"].shape[0] == len(paths)
@@ -92,11 +118,12 @@ def test_user_errors_are_one_line(tiny_run, tmp_path, capsys):
     cases = [
         (["--folder", str(tmp_path / "none"), "--out", str(tmp_path / "x.npz")], "no such folder"),
         (["--folder", str(tmp_path), "--out", str(tmp_path / "x.npz")], "no .jpg/.jpeg/.png"),
-        (["--manifest", str(tiny_run.manifest("market-syn")), "--split", "train2",
-          "--out", str(tmp_path / "x.npz")], "no rows with split 'train2'; it has gallery"),
-        (["--manifest", str(tiny_run.manifest("market-syn")), "--out", str(tmp_path / "x.h5")],
-         "must end in .npz"),
-    ]  # fmt: skip
+        (
+            ["--manifest", str(tiny_run.manifest("market-syn")), "--split", "train2", "--out", str(tmp_path / "x.npz")],
+            "no rows with split 'train2'; it has gallery",
+        ),
+        (["--manifest", str(tiny_run.manifest("market-syn")), "--out", str(tmp_path / "x.h5")], "must end in .npz"),
+    ]
     for args, message in cases:
         assert cli_main([*base, *args, "--no-progress"]) == 2, args
         err = capsys.readouterr().err.strip()

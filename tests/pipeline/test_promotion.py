@@ -139,8 +139,7 @@ def test_gate_promotes_better_models_only_and_never_a_rejected_one(tracked_run, 
 
 
 def test_cli_track_then_promote_strict_exits_3_on_rejection(tracked_run, tmp_path, capsys):
-    sets = [*tracked_run.overrides, "tracking.registered_model=reid-cli",
-            "tracking.ranked_list_queries=0"]  # fmt: skip
+    sets = [*tracked_run.overrides, "tracking.registered_model=reid-cli", "tracking.ranked_list_queries=0"]
     common = ["--params", str(tracked_run.params_file), *(a for s in sets for a in ("--set", s))]
     tracking, promotion = tmp_path / "tracking.json", tmp_path / "promotion.json"
     assert cli_main(["track", *common, "--out", str(tracking)]) == 0
@@ -163,3 +162,36 @@ def test_cli_track_then_promote_strict_exits_3_on_rejection(tracked_run, tmp_pat
     with pytest.raises(MlflowException):
         configure(load_params(tracked_run.params_file, sets))
         MlflowClient().get_model_version_by_alias("reid-cli", "champion")
+
+
+def test_both_gate_paths_judge_candidate_evaluation_of_best_pt(tracked_run, trained, tmp_path):
+    """`dynamix promote` (the DVC stage) judges :func:`candidate_evaluation`, the report the
+    flow's evaluate task returns: best.pt's recorded evaluation while it holds, else a fresh
+    one; never numbers read back from the MLflow run."""
+    from dynamix.evaluation.targets import METRIC_KEYS
+    from dynamix.train.state import load_checkpoint
+    from flows.promotion import candidate_evaluation
+
+    recorded = candidate_evaluation(tracked_run.params())
+    best = load_checkpoint(tracked_run.run_dir / "best.pt")["last_eval"]
+    assert recorded["source"] == "recorded" and recorded["step"] == best["step"]
+    assert recorded["targets"] == best["targets"]
+
+    # another eval encoder: the record no longer holds, the gate scores best.pt afresh
+    sets = [
+        *tracked_run.overrides,
+        "train.eval_model=online",
+        "tracking.registered_model=reid-paths",
+        "promotion.thresholds={default: {mAP: 0.0}}",
+    ]
+    params = load_params(tracked_run.params_file, sets)
+    fresh = candidate_evaluation(params)
+    assert fresh["source"] == "extracted" and fresh["encoder"] == "online"
+    assert fresh["targets"] != recorded["targets"]
+    out = tmp_path / "promotion.json"
+    run_id = candidate(params, trained, "paths")
+    argv = ["promote", "--params", str(tracked_run.params_file), "--out", str(out)]
+    argv += ["--run-id", run_id, *(a for s in sets for a in ("--set", s))]
+    assert cli_main(argv) == 0
+    judged = json.loads(out.read_text())["metrics"]  # what the version was registered with
+    assert judged == {t: {k: pytest.approx(v[k]) for k in METRIC_KEYS} for t, v in fresh["targets"].items()}
