@@ -4,26 +4,33 @@ One file configures everything: DVC stages, Prefect flows and the CLI all go thr
 :func:`load_params`, so a typo in a key or a wrong type fails at once with the key's full
 dotted name, instead of silently falling back to a default deep inside a run.
 
-A key left out of the file takes the dataclass default: the method in its full form
-(every relabeling step on, single-camera images contrasted against every id, no ID
-loss). The repo's ``params.yaml`` is a recipe sized for the synthetic world on 2 CPU
-cores and departs from those defaults in places (a 4-block ViT, merging and
-reassignment off, same-video negatives); its comments say where and why.
+Every dataclass default equals the value the repo's ``params.yaml`` gives (a test checks
+every leaf), so deleting a key never changes the recipe: the file is the measured recipe,
+sized for the synthetic world on 2 CPU cores, and its comments say why each value is what
+it is. The defaults that are data-specific (the synthetic datasets, their image counts and
+camera ranges, the promotion floors measured on them) are copied too, for the same reason.
+
+Settings with a fixed set of values are typed ``Literal[...]`` (``train.device``, whose
+``cuda:N`` a Literal cannot list, is an ``Annotated`` pattern), so a bad value fails at
+load with the key, the value and the choices, not deep inside a run.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 
 from dynamix.errors import DynamixError
+from dynamix.evaluation.targets import METRIC_KEYS
 
 T = TypeVar("T")
 
@@ -33,11 +40,38 @@ class ConfigError(DynamixError):
 
 
 @dataclass(frozen=True)
+class Matches:
+    """``Annotated[str, Matches(regex, choices)]``: a setting whose values a Literal can't list.
+
+    ``regex`` must match the whole value; ``choices`` is how the error message shows them.
+    """
+
+    regex: str
+    choices: str
+
+
+# The enum-like settings. Modules that act on them take their lists from here
+# (``typing.get_args``), or a test keeps the two equal (see tests/test_config.py).
+DatasetFormat = Literal["market1501", "dukemtmc", "msmt17", "cuhk03-np", "single_camera"]
+SynthPreset = Literal["tiny", "default", "large"]
+Metric = Literal["cosine", "euclidean"]
+Arch = Literal["vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"]
+GlobalPool = Literal["token", "avg"]  # CLS token, or the mean of the patch tokens
+Device = Annotated[str, Matches(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N")]
+EvalModel = Literal["momentum", "online"]
+CentroidDtype = Literal["fp16", "bf16", "fp32"]
+ConsistencyKind = Literal["cosine", "kl"]
+SingleNegatives = Literal["all", "video"]
+RetryMode = Literal["standard", "adaptive", "legacy"]
+ChecksumAlgorithm = Literal["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """One dataset on disk and the loader that reads it."""
 
     name: str
-    format: str
+    format: DatasetFormat
     root: str
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -46,11 +80,19 @@ class DatasetSpec:
 class DataConfig:
     raw_dir: str = "data/raw"
     manifests_dir: str = "data/manifests"
-    preset: str = "default"
+    preset: SynthPreset = "default"
     seed: int = 0
-    sources: tuple[DatasetSpec, ...] = ()
-    single_camera: tuple[DatasetSpec, ...] = ()
-    targets: tuple[DatasetSpec, ...] = ()
+    # the synthetic world of the demo, as in the paper's D+C+M -> Market protocol
+    sources: tuple[DatasetSpec, ...] = (
+        DatasetSpec("duke-syn", "dukemtmc", "data/raw/duke-syn"),
+        DatasetSpec("msmt-syn", "msmt17", "data/raw/msmt-syn", {"merge_val": True}),
+        DatasetSpec("cuhk-syn", "cuhk03-np", "data/raw/cuhk-syn", {"variant": "labeled"}),
+    )
+    single_camera: tuple[DatasetSpec, ...] = (DatasetSpec("lupnl-syn", "single_camera", "data/raw/lupnl-syn"),)
+    targets: tuple[DatasetSpec, ...] = (
+        DatasetSpec("market-syn", "market1501", "data/raw/market-syn"),
+        DatasetSpec("night-syn", "market1501", "data/raw/night-syn"),
+    )
 
     def all_datasets(self) -> tuple[DatasetSpec, ...]:
         return self.sources + self.single_camera + self.targets
@@ -59,7 +101,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class EvaluationConfig:
     max_rank: int = 50
-    metric: str = "cosine"
+    metric: Metric = "cosine"
     block_size: int = 512
 
 
@@ -69,6 +111,27 @@ class BaselineConfig:
 
     stripes: int = 8
     bins: int = 8
+
+
+# Images per synthetic preset, dataset and split (validation.expected_counts).
+_SYNTH_COUNTS: dict[str, dict[str, dict[str, int]]] = {
+    "default": {
+        "duke-syn": {"train": 1764, "query": 176, "gallery": 356},
+        "msmt-syn": {"train": 1900, "query": 174, "gallery": 375},
+        "cuhk-syn": {"train": 1604, "query": 120, "gallery": 369},
+        "lupnl-syn": {"train": 34849},
+        "market-syn": {"train": 1035, "query": 360, "gallery": 1309},
+        "night-syn": {"train": 705, "query": 296, "gallery": 1034},
+    },
+    "tiny": {
+        "duke-syn": {"train": 48, "query": 9, "gallery": 9},
+        "msmt-syn": {"train": 48, "query": 15, "gallery": 15},
+        "cuhk-syn": {"train": 49, "query": 8, "gallery": 25},
+        "lupnl-syn": {"train": 231},
+        "market-syn": {"train": 46, "query": 25, "gallery": 40},
+        "night-syn": {"train": 34, "query": 23, "gallery": 38},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -90,9 +153,11 @@ class ValidationConfig:
     decode_sample: int = 0
     seed: int = 0
     min_train_cameras: int = 2
-    camid_max: dict[str, int] = field(default_factory=dict)
-    renumbered_test_formats: tuple[str, ...] = ("msmt17",)
-    expected_counts: dict[str, Any] = field(default_factory=dict)
+    camid_max: dict[str, int] = field(
+        default_factory=lambda: {"market1501": 8, "dukemtmc": 8, "msmt17": 14, "cuhk03-np": 1}
+    )
+    renumbered_test_formats: tuple[DatasetFormat, ...] = ("msmt17",)
+    expected_counts: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(_SYNTH_COUNTS))
 
 
 @dataclass(frozen=True)
@@ -106,15 +171,15 @@ class ModelConfig:
     blocks learns the synthetic world within minutes on a CPU, 12 blocks barely start.
     """
 
-    arch: str = "vit_tiny_patch16_224"
-    depth: int | None = None
-    global_pool: str = "token"
+    arch: Arch = "vit_tiny_patch16_224"
+    depth: int | None = 4
+    global_pool: GlobalPool = "token"
     img_height: int = 128
     img_width: int = 64
     pretrained_path: str | None = None
     drop_path_rate: float = 0.1
-    momentum: float = 0.99
-    momentum_warmup: int = 50
+    momentum: float = 0.9
+    momentum_warmup: int = 20
 
 
 @dataclass(frozen=True)
@@ -129,13 +194,13 @@ class SamplerConfig:
     single-camera id meets negatives filmed by the same camera (see ``LossConfig``).
     """
 
-    p_m: int = 8
-    p_s: int = 8
+    p_m: int = 16
+    p_s: int = 4
     k: int = 4
     matching: bool = True
     single_camera: bool = True
-    keep_batch_size: bool = True
-    ids_per_video: int = 1
+    keep_batch_size: bool = False
+    ids_per_video: int = 2
 
 
 @dataclass(frozen=True)
@@ -159,11 +224,11 @@ class LossConfig:
     w_triplet: float = 1.0
     triplet_margin: float | None = 0.3
     w_consistency: float = 0.5
-    consistency_kind: str = "cosine"
-    w_id: float = 0.0
+    consistency_kind: ConsistencyKind = "cosine"
+    w_id: float = 1.0
     id_temperature: float = 0.05
     id_label_smoothing: float = 0.1
-    single_negatives: str = "all"
+    single_negatives: SingleNegatives = "video"
 
 
 @dataclass(frozen=True)
@@ -180,7 +245,7 @@ class RelabelConfig:
     """
 
     enabled: bool = True
-    warmup: int = 150
+    warmup: int = 300
     every: int = 150
     tau_filter: float = 0.5
     tau_relabel: float = 0.7
@@ -188,9 +253,9 @@ class RelabelConfig:
     tau_merge: float = 0.9
     topk: int = 8
     mutual: bool = False
-    merge: bool = True
-    filter_mad: float | None = None
-    reassign: bool = True
+    merge: bool = False
+    filter_mad: float | None = 4.0
+    reassign: bool = False
     refresh_centroids: bool = True
     max_merge_fraction: float = 0.5
     nlist: int = 0  # > 0: approximate (IVF) top-k search with this many lists, for huge banks
@@ -202,22 +267,22 @@ class TrainConfig:
 
     out_dir: str = "runs/train"
     seed: int = 0
-    iters: int = 300
-    lr: float = 3.5e-4
+    iters: int = 600
+    lr: float = 1e-3
     min_lr_ratio: float = 0.01
-    warmup_iters: int = 30
+    warmup_iters: int = 50
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     amp: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     nproc_per_node: int = 1  # > 1: torchrun with this many processes (see dynamix/train/launch)
     num_workers: int = 2
     eval_batch_size: int = 128
-    eval_every: int = 150
-    eval_model: str = "momentum"
+    eval_every: int = 200
+    eval_model: EvalModel = "momentum"
     checkpoint_every: int = 50
     centroid_momentum: float = 0.2
-    centroid_dtype: str = "fp16"
+    centroid_dtype: CentroidDtype = "fp16"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
@@ -238,12 +303,12 @@ class StorageConfig:
     region: str | None = None
     checkpoints_uri: str = "s3://checkpoints/dynamix/runs"
     snapshots_uri: str = "s3://checkpoints/dynamix/snapshots"
-    retry_mode: str = "standard"
+    retry_mode: RetryMode = "standard"
     max_attempts: int = 5
     multipart_threshold_mb: int = 64
     multipart_chunk_mb: int = 16
     max_concurrency: int = 4
-    checksum_algorithm: str | None = "SHA256"
+    checksum_algorithm: ChecksumAlgorithm | None = "SHA256"
 
 
 @dataclass(frozen=True)
@@ -265,7 +330,7 @@ class TrackingConfig:
     ranked_list_queries: int = 6
 
 
-PROMOTION_METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+PROMOTION_METRICS = METRIC_KEYS  # the gate judges the metrics every report holds
 
 
 @dataclass(frozen=True)
@@ -279,7 +344,11 @@ class PromotionConfig:
     """
 
     thresholds: dict[str, dict[str, float]] = field(
-        default_factory=lambda: {"default": {"rank1": 0.0, "mAP": 0.0}}
+        default_factory=lambda: {
+            "default": {"rank1": 0.12, "mAP": 0.08},
+            "market-syn": {"rank1": 0.13, "mAP": 0.085},
+            "night-syn": {"rank1": 0.11, "mAP": 0.08},
+        }
     )
     max_regression: float = 0.01
     alias: str = "champion"
@@ -293,8 +362,7 @@ class PromotionConfig:
             for metric, value in minimums.items():
                 if metric not in PROMOTION_METRICS:
                     raise ConfigError(
-                        f"params.yaml: unknown metric '{key}.{metric}' "
-                        f"(known: {', '.join(PROMOTION_METRICS)})"
+                        f"params.yaml: unknown metric '{key}.{metric}' (known: {', '.join(PROMOTION_METRICS)})"
                     )
                 try:  # PyYAML reads 1e-3 as a string
                     ok = not isinstance(value, bool) and float(value) == float(value)
@@ -383,7 +451,7 @@ def from_dict(cls: type[T], raw: Any, *, where: str, key: str = "") -> T:
     label = f"{where}: {key or 'top level'}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keep Annotated's Matches
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
@@ -409,12 +477,20 @@ def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, where=where, key=key)
+    if origin is Literal:
+        if not any(type(value) is type(a) and value == a for a in args):  # True is not 1
+            raise ConfigError(f"{where}: '{key}' must be {_choices(args)}, got {value!r}")
+        return value
+    if origin is Annotated:
+        value = _coerce(args[0], value, where=where, key=key)
+        for rule in args[1:]:
+            if isinstance(rule, Matches) and not re.fullmatch(rule.regex, value):
+                raise ConfigError(f"{where}: '{key}' must be {rule.choices}, got {value!r}")
+        return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: '{key}' must be a list, got {type(value).__name__}")
-        return tuple(
-            _coerce(args[0], v, where=where, key=f"{key}.{i}") for i, v in enumerate(value)
-        )
+        return tuple(_coerce(args[0], v, where=where, key=f"{key}.{i}") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
@@ -434,7 +510,11 @@ def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
     if not isinstance(value, tp):
-        raise ConfigError(
-            f"{where}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}"
-        )
+        raise ConfigError(f"{where}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def _choices(values: tuple[Any, ...]) -> str:
+    """``a, b or c``: the allowed values as the error message names them."""
+    names = [str(v) for v in values]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

@@ -1,8 +1,17 @@
+import copy
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
+import yaml
 
-from dynamix.config import ConfigError, DatasetSpec, Params, flatten, load_params
+from dynamix import config
+from dynamix.config import ConfigError, DatasetSpec, Params, flatten, from_dict, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +84,138 @@ def test_params_are_frozen_and_flatten_for_tracking():
     flat = flatten(params)
     assert flat["evaluation.max_rank"] == params.evaluation.max_rank
     assert flat["data.sources.0.name"] == params.data.sources[0].name
+
+
+# ---- one source of defaults: the dataclasses say what params.yaml says ----------------------
+def shipped_raw() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_every_dataclass_default_equals_params_yaml():
+    shipped, defaults = load_params(REPO / "params.yaml"), Params()
+    ours, theirs = flatten(shipped), flatten(defaults)
+    absent = object()
+    differ = [
+        f"{k}: params.yaml {ours.get(k, absent)!r}, dataclass {theirs.get(k, absent)!r}"
+        for k in sorted(set(ours) | set(theirs))
+        if ours.get(k, absent) != theirs.get(k, absent)
+    ]
+    assert differ == [], "change the dataclass default to the params.yaml value"
+    assert shipped == defaults
+
+
+def keys_in(cls: type, raw: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple]:
+    """Every key of ``raw`` that is a dataclass field: sections and their settings."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            path = (*prefix, f.name)
+            yield path
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from keys_in(hints[f.name], raw[f.name], path)
+
+
+def test_deleting_any_key_from_params_yaml_keeps_the_recipe():
+    raw = shipped_raw()
+    shipped = from_dict(Params, raw, where="params.yaml")
+    keys = list(keys_in(Params, raw))
+    assert ("train", "lr") in keys and ("train", "relabel", "merge") in keys
+    assert ("train", "sampler") in keys and len(keys) > 100
+    changed = []
+    for path in keys:
+        cut = copy.deepcopy(raw)
+        node = cut
+        for part in path[:-1]:
+            node = node[part]
+        del node[path[-1]]
+        if from_dict(Params, cut, where="params.yaml") != shipped:
+            changed.append(".".join(path))
+    assert changed == []
+
+
+# ---- enum-like settings: typed Literal, checked at load ------------------------------------
+def literal_of(tp: Any) -> tuple[str, ...] | None:
+    """The choices of ``Literal[...]`` or ``Literal[...] | None``; None for other types."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+
+
+def enum_settings(cls: type = Params, prefix: str = "") -> Iterator[tuple[str, tuple]]:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from enum_settings(hints[f.name], key + ".")
+        elif (choices := literal_of(hints[f.name])) is not None:
+            yield key, choices
+
+
+ENUMS = dict(enum_settings())
+
+
+def test_the_enum_like_settings_are_literals():
+    expected = """data.preset evaluation.metric model.arch model.global_pool train.eval_model
+        train.centroid_dtype train.loss.consistency_kind train.loss.single_negatives
+        storage.retry_mode storage.checksum_algorithm"""
+    assert set(expected.split()) <= set(ENUMS)
+
+
+@pytest.mark.parametrize("key", sorted(ENUMS))
+def test_a_bad_enum_value_names_key_value_choices_and_file(key, tmp_path):
+    path = write(tmp_path, "data:\n  seed: 1\n")
+    choices = ENUMS[key]
+    with pytest.raises(ConfigError) as err:
+        load_params(path, [f"{key}=bogus"])
+    message = str(err.value)
+    assert message.startswith(f"{path}: '{key}' must be ") and message.endswith(", got 'bogus'")
+    assert all(c in message for c in choices) and "\n" not in message
+    for value in choices:  # every listed choice loads
+        assert config.to_dict(load_params(path, [f"{key}={value}"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.targets=[{name: t, format: viper, root: x}]", "data.targets.0.format"),
+        ("validation.renumbered_test_formats=[viper]", "validation.renumbered_test_formats.0"),
+        ("train.device=gpu", "train.device"),
+        ("train.device=cuda:x", "train.device"),
+        ("model.arch=true", "model.arch"),  # YAML's true is no string
+    ],
+)
+def test_enums_in_lists_and_the_device_pattern_are_checked(tmp_path, override, key):
+    path = write(tmp_path, "data:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: '{key}' must be .*, got "):
+        load_params(path, [override])
+    for device in ("auto", "cpu", "cuda", "cuda:3"):
+        assert load_params(path, [f"train.device={device}"]).train.device == device
+
+
+def test_the_cli_prints_one_line_and_exits_2(capsys):
+    from dynamix.cli import main
+
+    params = str(REPO / "params.yaml")
+    code = main(["prepare", "--params", params, "--set", "evaluation.metric=hamming"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"dynamix prepare: error: {params}: 'evaluation.metric' must be cosine or euclidean, got 'hamming'\n"
+    )
+
+
+def test_the_modules_acting_on_a_setting_know_exactly_its_choices():
+    from dynamix.centroids import resolve_dtype
+    from dynamix.data.registry import LOADERS
+    from dynamix.evaluation.features import METRICS
+    from dynamix.infer.checkpoint import ENCODERS
+    from dynamix.synth.catalog import PRESETS
+
+    assert typing.get_args(config.DatasetFormat) == tuple(LOADERS)
+    assert set(typing.get_args(config.Metric)) == set(METRICS)
+    assert typing.get_args(config.EvalModel) == ENCODERS
+    assert set(typing.get_args(config.SynthPreset)) == set(PRESETS)
+    assert all(resolve_dtype(d).is_floating_point for d in typing.get_args(config.CentroidDtype))
 
 
 def test_atomic_writes_leave_a_normal_mode_and_no_temp_file(tmp_path):

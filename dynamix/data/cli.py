@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import typing
 from typing import Any
 
+from dynamix.config import DatasetFormat
 from dynamix.errors import DynamixError
 
 log = logging.getLogger(__name__)
 
-# Mirrors ``dynamix.data.registry.LOADERS`` (a test keeps them equal) so that building
-# the parser does not import pandas.
-FORMATS = ("market1501", "dukemtmc", "msmt17", "cuhk03-np", "single_camera")
+# The formats params.yaml accepts; a test keeps them equal to ``dynamix.data.registry.LOADERS``
+# (not imported here, so that building the parser does not import pandas).
+FORMATS = typing.get_args(DatasetFormat)
 
 
 def parse_options(items: list[str]) -> dict[str, str]:

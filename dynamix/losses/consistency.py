@@ -14,11 +14,15 @@ matching points; kept as an ablation option (it needs the centroids the loss sco
 
 from __future__ import annotations
 
+import typing
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-KINDS = ("cosine", "kl")
+from dynamix.config import ConsistencyKind
+
+KINDS = typing.get_args(ConsistencyKind)  # checked when params.yaml is loaded
 
 
 class ConsistencyLoss(nn.Module):
@@ -28,10 +32,9 @@ class ConsistencyLoss(nn.Module):
     ``weights`` scale each sample; the result is ``mean(w · loss)``.
     """
 
-    def __init__(self, kind: str = "cosine", temperature: float = 0.05) -> None:
+    def __init__(self, kind: ConsistencyKind = "cosine", temperature: float = 0.05) -> None:
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"consistency kind must be one of {KINDS}, got {kind!r}")
+        assert kind in KINDS, kind
         self.kind = kind
         self.temperature = temperature
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import typing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,14 +28,16 @@ from timm.models import load_state_dict
 from timm.models.vision_transformer import checkpoint_filter_fn
 from torch import nn
 
+from dynamix.config import Arch, GlobalPool
 from dynamix.errors import DynamixError
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-ARCHITECTURES = ("vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224")
-POOLS = ("token", "avg")  # CLS token, or the mean of the patch tokens
+# params.yaml's choices; still checked here, since a checkpoint names its own arch
+ARCHITECTURES = typing.get_args(Arch)
+POOLS = typing.get_args(GlobalPool)  # CLS token, or the mean of the patch tokens
 # A pretrained file's classifier is dropped on purpose: the re-ID model has no head.
 _IGNORED_KEYS = ("head.weight", "head.bias")
 
@@ -63,9 +66,7 @@ class ReIDModel(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
-            raise DynamixError(
-                f"model arch {arch!r} is not supported; use one of {', '.join(ARCHITECTURES)}"
-            )
+            raise DynamixError(f"model arch {arch!r} is not supported; use one of {', '.join(ARCHITECTURES)}")
         if global_pool not in POOLS:
             raise DynamixError(f"model global_pool {global_pool!r}: use one of {', '.join(POOLS)}")
         self.arch = arch

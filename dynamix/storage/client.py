@@ -9,6 +9,7 @@ of botocore's exceptions into :class:`StorageError` lines that name the bucket a
 from __future__ import annotations
 
 import logging
+import typing
 from typing import Any
 
 import boto3
@@ -25,13 +26,13 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
-from dynamix.config import StorageConfig
+from dynamix.config import RetryMode, StorageConfig
 from dynamix.errors import DynamixError
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-RETRY_MODES = ("standard", "adaptive", "legacy")
+RETRY_MODES = typing.get_args(RetryMode)
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
@@ -45,8 +46,7 @@ def make_client(config: StorageConfig) -> Any:
     """An S3 client with botocore retries; credentials come from the standard AWS chain only."""
     if config.retry_mode not in RETRY_MODES:
         raise StorageError(
-            f"params.yaml: storage.retry_mode {config.retry_mode!r} is not one of "
-            f"{', '.join(RETRY_MODES)}"
+            f"params.yaml: storage.retry_mode {config.retry_mode!r} is not one of {', '.join(RETRY_MODES)}"
         )
     if config.max_attempts < 1:
         raise StorageError("params.yaml: storage.max_attempts must be at least 1")
@@ -95,9 +95,7 @@ def check_bucket(client: Any, bucket: str, action: str) -> None:
         raise explain(exc, client, action=action, bucket=bucket) from exc
 
 
-def explain(
-    exc: BaseException, client: Any, *, action: str, bucket: str, key: str = ""
-) -> StorageError:
+def explain(exc: BaseException, client: Any, *, action: str, bucket: str, key: str = "") -> StorageError:
     """Translate a boto3/botocore failure into one line naming the object and the fix."""
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     head = f"{action} {where}"
@@ -124,8 +122,7 @@ def explain(
             )
         if code in _DENIED:
             return StorageError(
-                f"{head}: access denied; give these credentials s3:GetObject/PutObject/"
-                f"ListBucket on {bucket!r}"
+                f"{head}: access denied; give these credentials s3:GetObject/PutObject/ListBucket on {bucket!r}"
             )
         if code in _MISSING_KEY:
             return StorageError(f"{head}: no such object; check the URI (push it first)")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from state_compare import assert_same
-from tiny import TINY
+from tiny_pipeline import TINY
 
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
@@ -40,8 +40,14 @@ def test_lr_warms_up_then_decays_to_the_floor():
 
 
 def test_loss_falls_on_a_repeated_batch(params_file, tmp_path):
-    params = tiny(params_file, tmp_path, "train.iters=100", "train.warmup_iters=0",
-                  "train.lr=0.001", "train.relabel.enabled=false")  # fmt: skip
+    params = tiny(
+        params_file,
+        tmp_path,
+        "train.iters=100",
+        "train.warmup_iters=0",
+        "train.lr=0.001",
+        "train.relabel.enabled=false",
+    )
     trainer = Trainer(params)
     view1, view2, index = next(iter(trainer._loader()))
     losses = [trainer.train_step(view1, view2, index)["loss"] for _ in range(8)]
@@ -58,9 +64,7 @@ def test_cli_run_writes_checkpoints_metrics_and_log(params_file, tmp_path, capsy
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["step"] == 6 and metrics["relabel_rounds"] == 2
     for target in ("market-syn", "night-syn"):
-        values = [
-            metrics["targets"][target][k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")
-        ]
+        values = [metrics["targets"][target][k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")]
         assert all(math.isfinite(v) and 0 <= v <= 1 for v in values)
     assert set(metrics["label_quality"]) == {"before", "after"}  # ground truth: report only
     assert 0 < metrics["label_quality"]["before"]["purity"] <= 1
@@ -120,9 +124,7 @@ def test_resume_without_or_with_a_corrupt_checkpoint_is_one_line(params_file, tm
 
 def test_ablation_switches_change_what_runs(params_file, tmp_path):
     out = tmp_path / "no_relabel_no_centroid"
-    metrics = train(
-        tiny(params_file, out, "train.relabel.enabled=false", "train.loss.centroid=false")
-    )
+    metrics = train(tiny(params_file, out, "train.relabel.enabled=false", "train.loss.centroid=false"))
     assert metrics["relabel_rounds"] == 0 and not events(out, "relabel")
     assert all("loss_centroid" not in r for r in events(out, "step"))
     assert metrics["label_quality"]["before"] == metrics["label_quality"]["after"]
@@ -134,8 +136,7 @@ def test_ablation_switches_change_what_runs(params_file, tmp_path):
     # the p_m × k labelled images of a mixed batch, without the p_s × k on top
     assert all(r["single_images"] == 0 and r["batch"] == 8 for r in steps)
     assert metrics["single_camera_images"] == 0 and not events(out, "relabel")
-    same_size = Trainer(tiny(params_file, tmp_path / "same_size", *only[:1],
-                             "train.sampler.keep_batch_size=true"))  # fmt: skip
+    same_size = Trainer(tiny(params_file, tmp_path / "same_size", *only[:1], "train.sampler.keep_batch_size=true"))
     assert same_size.sampler.batch_size == 16 and same_size.sampler.p_s == 0
 
     trainer = Trainer(tiny(params_file, tmp_path / "random_mix", "train.sampler.matching=false"))
@@ -177,17 +178,25 @@ def test_id_loss_trains_a_classifier_that_resumes_with_the_run(params_file, tmp_
     assert torch.equal(resumed.id_loss.weight, state["id_classifier"]["weight"])
 
     plain = tmp_path / "plain"  # a run without the classifier cannot resume with one
-    train(tiny(params_file, plain, "train.relabel.enabled=false", "train.iters=3",
-               "train.loss.w_id=0"))  # fmt: skip
+    train(tiny(params_file, plain, "train.relabel.enabled=false", "train.iters=3", "train.loss.w_id=0"))
     with pytest.raises(DynamixError, match="no ID classifier"):
-        Trainer(tiny(params_file, plain, "train.relabel.enabled=false", "train.loss.w_id=1.0"),
-                resume=True)  # fmt: skip
+        Trainer(tiny(params_file, plain, "train.relabel.enabled=false", "train.loss.w_id=1.0"), resume=True)
 
 
 def test_cli_writes_dvc_metrics_and_plot_tables(params_file, tmp_path):
     out, curves, metrics_file = tmp_path / "run", tmp_path / "curves", tmp_path / "m" / "t.json"
-    argv = ["train", "--params", str(params_file), "--no-progress", "--set", f"train.out_dir={out}",
-            "--metrics-out", str(metrics_file), "--curves-dir", str(curves)]  # fmt: skip
+    argv = [
+        "train",
+        "--params",
+        str(params_file),
+        "--no-progress",
+        "--set",
+        f"train.out_dir={out}",
+        "--metrics-out",
+        str(metrics_file),
+        "--curves-dir",
+        str(curves),
+    ]
     assert cli_main([*argv, *(a for s in TINY for a in ("--set", s))]) == 0
     assert json.loads(metrics_file.read_text()) == json.loads((out / "metrics.json").read_text())
     steps = (curves / "steps.csv").read_text().splitlines()
@@ -200,11 +209,56 @@ def test_cli_writes_dvc_metrics_and_plot_tables(params_file, tmp_path):
     assert [row.split(",")[0] for row in relabel[1:]] == ["2", "4"]
 
 
+def test_evaluation_is_the_shared_target_loop_over_the_eval_encoder(params_file, tmp_path):
+    """The trainer's numbers and ranked lists are those of its eval encoder's features,
+    ranked with the ``evaluation`` settings: the computation it made before the loop moved
+    to dynamix.evaluation.targets (extract, evaluate_features, rank_queries per target)."""
+    from dynamix.evaluation import evaluate_features
+    from dynamix.evaluation.targets import REPORT_KEYS, rank_queries, ranked_rows, target_splits
+    from dynamix.train.features import extract_features
+
+    params = tiny(
+        params_file,
+        tmp_path,
+        "evaluation.metric=euclidean",
+        "train.eval_model=online",
+        "tracking.ranked_list_queries=3",
+    )
+    trainer = Trainer(params)
+    record = trainer._evaluate_targets()
+    ev, kw = params.evaluation, {"img_size": trainer.img_size, "batch_size": 64}
+    splits = target_splits(params)
+    assert list(record["targets"]) == list(splits) == ["market-syn", "night-syn"]
+    for name, (query, gallery) in splits.items():
+        qf = extract_features(trainer.model, query["path"].tolist(), **kw)  # the online encoder
+        gf = extract_features(trainer.model, gallery["path"].tolist(), **kw)
+        ids = (query["pid"], gallery["pid"], query["camid"], gallery["camid"])
+        direct = evaluate_features(
+            qf,
+            gf,
+            *(i.to_numpy() for i in ids),
+            max_rank=ev.max_rank,
+            metric="euclidean",
+            block_size=ev.block_size,
+        ).as_dict()
+        assert record["targets"][name] == {k: direct[k] for k in REPORT_KEYS}
+        rows = ranked_rows(len(query), 3)
+        assert record["ranked"][name] == rank_queries(qf, gf, query, gallery, rows, "euclidean")
+    assert record["evaluated_on"]["encoder"] == "online"
+    assert record["evaluated_on"]["metric"] == "euclidean"
+
+
 def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path):
     # tau_filter near 1: the relabel round below is sure to empty some ids
-    trainer = Trainer(tiny(params_file, tmp_path, "train.loss.single_negatives=video",
-                           "train.sampler.ids_per_video=2",
-                           "train.relabel.tau_filter=0.999"))  # fmt: skip
+    trainer = Trainer(
+        tiny(
+            params_file,
+            tmp_path,
+            "train.loss.single_negatives=video",
+            "train.sampler.ids_per_video=2",
+            "train.relabel.tau_filter=0.999",
+        )
+    )
     single = trainer.single_images
     videos = trainer.table["train_camid"].to_numpy()
     groups = trainer.videos
@@ -222,5 +276,5 @@ def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path
     gone = np.setdiff1d(trainer.initial_labels[single], trainer.labels[single])
     assert len(gone) > 0
     assert (trainer.videos.id_video[gone] == -1).all()
-    with pytest.raises(DynamixError, match="single_negatives must be all or video"):
+    with pytest.raises(DynamixError, match="single_negatives' must be all or video"):
         Trainer(tiny(params_file, tmp_path / "bad", "train.loss.single_negatives=camera"))
