@@ -3,29 +3,44 @@
 Each command module exposes ``register(subparsers)``; it adds its parser and sets
 ``func=handler`` where ``handler(args) -> int``. Heavy imports (torch, faiss) stay inside
 the handlers so that ``dynamix --help`` is instant.
+
+The core's own commands are imported here. Commands built on the orchestration stack
+(``validate`` on Great Expectations, ``track`` and ``promote`` on MLflow) live in ``flows/``,
+which the core never imports: they register through the ``dynamix.commands`` entry-point
+group (pyproject.toml), so any installed package can add a subcommand the same way.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
 
+from dynamix import baseline, prepare
+from dynamix.data import cli as data_cli
 from dynamix.errors import DynamixError
+from dynamix.evaluation import cli as evaluation_cli
+from dynamix.infer import cli as infer_cli
+from dynamix.storage import cli as storage_cli
+from dynamix.synth import cli as synth_cli
+from dynamix.train import cli as train_cli
 
-COMMAND_MODULES = (
-    "dynamix.synth.cli",
-    "dynamix.data.cli",
-    "dynamix.evaluation.cli",
-    "dynamix.prepare",
-    "dynamix.baseline",
-    "flows.validate_cli",  # GX adapter lives outside the core (style.md)
-    "dynamix.train.cli",
-    "dynamix.storage.cli",
-    "dynamix.infer.cli",
-    "flows.tracking_cli",  # MLflow adapter: dynamix track, dynamix promote
+ENTRY_POINT_GROUP = "dynamix.commands"
+
+#: ``register(subparsers)`` of each core command module, in ``--help`` order.
+CORE_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    synth_cli.register,
+    data_cli.register,
+    evaluation_cli.register,
+    prepare.register,
+    baseline.register,
+    train_cli.register,
+    storage_cli.register,
+    infer_cli.register,
 )
 
 log = logging.getLogger("dynamix")
@@ -36,12 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dynamix",
         description="DynaMix: generalizable person re-ID (data, training, evaluation).",
     )
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for register in CORE_COMMANDS:
+        register(subparsers)
+    plugins = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    for plugin in plugins:
+        plugin.load()(subparsers)
+    if not plugins:  # a checkout used without `pip install -e .`: say why commands are missing
+        parser.epilog = (
+            f"No {ENTRY_POINT_GROUP!r} entry points installed: `pip install -e .` adds validate, track and promote."
+        )
     return parser
 
 

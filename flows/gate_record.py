@@ -5,9 +5,11 @@ and the gate's own code. Its most costly part is opening every image (1.15 M fil
 paid again by every pipeline run although most runs train on a data version that passed
 before. So a pass is recorded with a fingerprint of all its inputs, as DVC does for a
 stage: the manifests' bytes, every image's size and modification time, ``world.json``,
-the ``validation`` and data-spec params, and the source of the gate's modules. A run whose
-fingerprint matches reuses the recorded summary; any change (one image rewritten, a
-rebuilt manifest, a new expectation) validates from scratch. Failures are never recorded.
+the ``validation`` and data-spec params, and the source of the gate's modules (named by
+the caller, :data:`flows.validation.GATE_CODE`, so this module imports no gate code). A run
+whose fingerprint matches reuses the recorded summary, as long as the reports it names (the
+JSON results, the Data Docs) are still on disk; any change (one image rewritten, a rebuilt
+manifest, a new expectation) validates from scratch. Failures are never recorded.
 
 The record sits beside the reports folder (``<reports_dir>-gate.json``), outside the DVC
 output ``reports_dir``, because modification times differ between machines.
@@ -20,6 +22,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from dynamix.config import Params, to_dict
+from dynamix.data.manifest import manifest_path
 from dynamix.io import write_json_atomic
 
 DATA_KEYS = ("preset", "sources", "single_camera", "targets")
@@ -49,21 +53,18 @@ def _file_stats(paths: pd.Series) -> np.ndarray:
     return out
 
 
-def fingerprint(params: Params) -> str:
-    """SHA-256 over everything the gate reads (see the module docstring)."""
-    from dynamix.checks import __file__ as checks_py
-    from flows.validation import __file__ as validation_py
-
+def fingerprint(params: Params, code: Iterable[str | os.PathLike[str]]) -> str:
+    """SHA-256 over everything the gate reads and the ``code`` files that judge it."""
     raw = to_dict(params)
     settings = {"validation": raw["validation"], "data": {k: raw["data"][k] for k in DATA_KEYS}}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for code in (checks_py, validation_py):
-        digest.update(Path(code).read_bytes())
+    for path in code:
+        digest.update(Path(path).read_bytes())
     world = Path(params.data.raw_dir) / "world.json"
     digest.update(world.read_bytes() if world.is_file() else b"no world.json")
     specs = [*params.data.sources, *params.data.single_camera, *params.data.targets]
     for spec in specs:
-        manifest = Path(params.data.manifests_dir) / f"{spec.name}.parquet"
+        manifest = manifest_path(params, spec.name)
         digest.update(spec.name.encode())
         if not manifest.is_file():
             digest.update(b"missing")
@@ -82,17 +83,24 @@ def recorded_pass(params: Params, key: str) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if record.get("fingerprint") != key or not (record.get("summary") or {}).get("success"):
+    summary = record.get("summary") or {}
+    if record.get("fingerprint") != key or not summary.get("success"):
         return None
-    return {**record["summary"], "reused_from": record.get("validated_at")}
+    if not all(Path(p).is_file() for p in _reports(summary)):  # deleted: validate again
+        return None
+    return {**summary, "reused_from": record.get("validated_at")}
+
+
+def _reports(summary: dict[str, Any]) -> list[str]:
+    """The files a summary points the user at, which a reused pass must still provide."""
+    paths = [d["report"] for d in (summary.get("datasets") or {}).values() if d.get("report")]
+    return [*paths, summary["data_docs"]] if summary.get("data_docs") else paths
 
 
 def record_pass(params: Params, key: str, summary: dict[str, Any]) -> None:
     """Remember a passing summary under ``key`` (atomic write; failures are not kept)."""
     if summary.get("success"):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(
-            record_path(params), {"fingerprint": key, "validated_at": stamp, "summary": summary}
-        )
+        write_json_atomic(record_path(params), {"fingerprint": key, "validated_at": stamp, "summary": summary})
     else:
         record_path(params).unlink(missing_ok=True)

@@ -1,6 +1,8 @@
 """What a tracked run records about its code and data: git state, DVC hash, preset, protocol.
 
-Plain functions (no MLflow): :mod:`flows.tracking` turns them into run tags.
+Plain functions (no MLflow): :mod:`flows.tracking` turns them into run tags, the run's name
+(``duke+msmt+cuhk→market+night · dynamix · seed 0``) and the experiment's description, so
+that the MLflow UI tells runs apart at a glance instead of showing ``agreeable-hare-941``.
 """
 
 from __future__ import annotations
@@ -66,4 +68,66 @@ def run_tags(params: Params) -> dict[str, str]:
         "dynamix.targets": targets,
         "dynamix.protocol": "+".join(s.name[0].upper() for s in d.sources) + f"->{targets}",
         "dynamix.version": version,
+        "variant": variant(params),
+        "seed": str(params.train.seed),
     }
+
+
+def short_name(dataset: str) -> str:
+    """``market-syn`` -> ``market``, ``cuhk03-np`` -> ``cuhk03``: names that fit a run name."""
+    return dataset.split("-")[0]
+
+
+def protocol_name(params: Params) -> str:
+    """``duke+msmt+cuhk→market+night``: the labelled sources, then the unseen targets."""
+    d = params.data
+    sources = "+".join(short_name(s.name) for s in d.sources)
+    return f"{sources}→{'+'.join(short_name(s.name) for s in d.targets)}"
+
+
+def variant(params: Params) -> str:
+    """Which DynaMix modules are on: ``dynamix`` (all), else the ablation's names for the
+    switched-off ones (scripts/ablation.py), e.g. ``no_relabeling`` or ``multi_camera_only``
+    (no single-camera data, so nothing to relabel), joined by ``+``."""
+    t = params.train
+    if not t.sampler.single_camera:
+        off = ["multi_camera_only"]
+    else:
+        off = [] if t.relabel.enabled else ["no_relabeling"]
+    off += [] if t.loss.centroid else ["no_centroids"]
+    off += [] if t.sampler.matching else ["random_mixing"]
+    return "+".join(off) or "dynamix"
+
+
+def run_name(params: Params, variant_name: str | None = None) -> str:
+    """``<protocol> · <variant> · seed <train.seed>``: the default MLflow run name."""
+    return f"{protocol_name(params)} · {variant_name or variant(params)} · seed {params.train.seed}"
+
+
+def experiment_description(params: Params, *, ablation: bool = False) -> str:
+    """The experiment's note in the MLflow UI (``mlflow.note.content``, Markdown)."""
+    d = params.data
+    single = ", ".join(s.name for s in d.single_camera) or "none"
+    head = (
+        "DynaMix ablation: one run per variant × seed (`scripts/ablation.py`), the metrics "
+        "of the final step on the unseen targets. Compare runs by the `variant` and `seed` "
+        "tags."
+        if ablation
+        else "DynaMix person re-ID: one run per training run (the Prefect flow "
+        "`dynamix-pipeline` or the DVC stage `dynamix track`), named "
+        "`<sources>→<targets> · <variant> · seed <n>`."
+    )
+    return "\n\n".join(
+        [
+            head,
+            f"Trained on labelled multi-camera sources {', '.join(s.name for s in d.sources)} "
+            f"and single-camera data {single}; evaluated on the unseen target domains "
+            f"{', '.join(s.name for s in d.targets)}.",
+            "Params: every params.yaml key, flattened. Tags: `variant`, `seed`, "
+            "`dynamix.protocol`, `git.commit`, `dvc.data_md5`. Metrics: "
+            "`<target>/<rank1|mAP|mINP>`, `mean_mAP`; `train/*`, `relabel/*` curves and the "
+            "`best/*` metrics of the logged model for pipeline runs. Artifacts of a pipeline "
+            "run: the GX Data Docs of its data gate (`validation/reports/data_docs/`), plots, "
+            "checkpoints, the model.",
+        ]
+    )

@@ -5,13 +5,21 @@ runs compare side by side in the UI:
 
 - params: every key of params.yaml, flattened (``train.lr``, ``data.sources.0.name``);
 - tags: ``git.commit``, ``git.dirty``, ``dvc.data_md5``, ``dynamix.preset``,
-  ``dynamix.protocol`` (``D+M+C->market-syn,night-syn``), sources, targets, version;
+  ``dynamix.protocol`` (``D+M+C->market-syn,night-syn``), sources, targets, version,
+  ``variant`` (``dynamix`` or the switched-off modules) and ``seed``;
 - metrics: ``train/<loss|lr|...>`` per step, ``relabel/<stat>`` per round (histograms as
   ``relabel/round_NN_step_S.json``), ``<target>/<rank1|rank5|rank10|mAP|mINP>`` and
   ``mean_mAP`` per evaluation, ``best/<target>/<metric>`` for the logged model,
   ``label_quality/<before|after>/<purity|fragmentation|ari>``;
 - artifacts: ``checkpoints/``, ``train/`` (metrics.json, log.jsonl, params.json),
-  ``plots/``, ``validation/``, and the model ``model`` (``mlflow.pytorch``, pt2).
+  ``plots/``, ``validation/`` (the GX results and their Data Docs site,
+  ``validation/reports/data_docs/index.html``), and the model ``model`` (``mlflow.pytorch``,
+  pt2);
+- run names ``duke+msmt+cuhk→market+night · dynamix · seed 0`` (protocol, variant, seed)
+  unless one is given, and each experiment's description (its ``mlflow.note.content``).
+
+Ablation runs (``scripts/ablation.py``) go to ``<experiment>-ablation`` through
+:func:`log_finished_run`, with the same metric names and ``variant``/``seed`` tags.
 
 Every function takes an optional ``run_id``: MLflow's active run is per thread, so code
 running in a worker thread (a Prefect task) passes the id instead of relying on it.
@@ -30,19 +38,24 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dynamix.config import Params, flatten, to_dict
 from dynamix.errors import DynamixError
 from dynamix.train.callbacks import Callback
-from flows.run_info import run_tags
+from flows.pipeline_report import mlflow_run_link
+from flows.run_info import experiment_description, run_tags
+from flows.run_info import run_name as default_run_name
 from flows.run_outputs import input_example, load_trained_model, read_events, read_summary
 
 log = logging.getLogger(__name__)
 
 SERVER_SCHEMES = ("http://", "https://", "databricks")
+NOTE = "mlflow.note.content"  # the description the UI shows (and edits) for a run/experiment
+# MLflow 3's UI opens an experiment in its GenAI view unless told it holds model training
+KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
 BATCH_PARAMS, BATCH_METRICS = 100, 1000  # MLflow's log_batch limits
 
@@ -70,9 +83,12 @@ def artifact_location(params: Params, uri: str) -> str | None:
     return (base / "mlartifacts").resolve().as_uri()
 
 
-def configure(params: Params) -> str:
+def configure(params: Params, experiment: str | None = None, description: str | None = None) -> str:
     """Point MLflow at the store of ``params`` and return the experiment id (made if new).
 
+    ``experiment`` defaults to ``tracking.experiment``; ``description`` (default: what a
+    pipeline experiment holds, :func:`flows.run_info.experiment_description`) becomes the
+    experiment's note in the UI when it has none, so one written in the UI is kept.
     ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``; it is put back so a
     later call with other params (tests, a second flow) is not overridden by our own value.
     """
@@ -83,18 +99,26 @@ def configure(params: Params) -> str:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
-    client, name = MlflowClient(), params.tracking.experiment
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
+    client, name = MlflowClient(), experiment or params.tracking.experiment
+    note = {NOTE: description or experiment_description(params), KIND: MODEL_TRAINING}
+    found = client.get_experiment_by_name(name)
+    if found is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location(params, uri))
+            location = artifact_location(params, uri)
+            return client.create_experiment(name, artifact_location=location, tags=note)
         except MlflowException:  # created meanwhile by another process
-            experiment = client.get_experiment_by_name(name)
-    if experiment is None:
+            found = client.get_experiment_by_name(name)
+    if found is None:
         raise DynamixError(f"tracking: cannot create MLflow experiment {name!r} at {uri}")
-    if experiment.lifecycle_stage == "deleted":
-        client.restore_experiment(experiment.experiment_id)
-    return experiment.experiment_id
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    for key in (NOTE, KIND):
+        if not found.tags.get(key):
+            try:
+                client.set_experiment_tag(found.experiment_id, key, note[key])
+            except MlflowException:  # set meanwhile by another process (a torchrun rank, a flow)
+                log.debug("experiment %s: tag %s set concurrently", name, key)
+    return found.experiment_id
 
 
 def _param_value(value: Any) -> str:
@@ -114,10 +138,14 @@ def log_params(params: Params, run_id: str) -> None:
 def start_pipeline_run(
     params: Params, *, run_name: str | None = None, tags: dict[str, str] | None = None
 ) -> Iterator[mlflow.ActiveRun]:
-    """One MLflow run for one pipeline run: params, tags and the resolved config logged."""
+    """One MLflow run for one pipeline run: params, tags and the resolved config logged.
+
+    Named ``run_name``, else from protocol, variant and seed (:func:`flows.run_info.run_name`).
+    """
     experiment_id = configure(params)
     all_tags = {**run_tags(params), **(tags or {})}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
+    name = run_name or default_run_name(params, all_tags.get("variant"))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags) as run:
         log_params(params, run.info.run_id)
         mlflow.log_dict(to_dict(params), "config/params.json")
         log.info("MLflow run %s in experiment %s", run.info.run_id, experiment_id)
@@ -208,9 +236,7 @@ class MlflowCallback(Callback):
         self._add(step, metrics)
 
 
-def log_run_from_dir(
-    run_dir: str | os.PathLike[str], params: Params, *, run_id: str | None = None
-) -> int:
+def log_run_from_dir(run_dir: str | os.PathLike[str], params: Params, *, run_id: str | None = None) -> int:
     """Replay ``<run_dir>/log.jsonl`` into the run (training ran without the callback).
 
     Same names, steps and sampling as the live :class:`MlflowCallback`; returns the number
@@ -249,15 +275,19 @@ def log_reid_model(trained: Any, params: Params, *, run_id: str | None = None) -
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
     with in_run(run_id):
         info = mlflow.pytorch.log_model(
-            trained.model.cpu().eval(), name="model", input_example=example,
+            trained.model.cpu().eval(),
+            name="model",
+            input_example=example,
             pip_requirements=requirements,
-        )  # fmt: skip
-        mlflow.set_tags({
-            "dynamix.model_uri": info.model_uri,
-            "dynamix.model_checkpoint": trained.checkpoint.name,
-            "dynamix.model_step": str(trained.step),
-            "dynamix.model_encoder": trained.encoder,
-        })  # fmt: skip
+        )
+        mlflow.set_tags(
+            {
+                "dynamix.model_uri": info.model_uri,
+                "dynamix.model_checkpoint": trained.checkpoint.name,
+                "dynamix.model_step": str(trained.step),
+                "dynamix.model_encoder": trained.encoder,
+            }
+        )
     return info.model_uri
 
 
@@ -313,25 +343,81 @@ def log_training_outputs(
     }
 
 
-def log_validation_results(
-    params: Params, summary: dict[str, Any], *, run_id: str | None = None
-) -> None:
-    """The GX summary and full results under ``validation/``, also (above all) on failure."""
-    with in_run(run_id):
+def log_validation_results(params: Params, summary: dict[str, Any], *, run_id: str | None = None) -> str | None:
+    """The GX summary and full results under ``validation/``, also (above all) on failure.
+
+    The reports folder holds GX's Data Docs site (``data_docs/index.html``); its artifact
+    path is tagged ``validation.data_docs``. Returns where the MLflow UI shows it (None
+    without docs). The MLflow UI shows one HTML file at a time, without the files beside it,
+    so the site renders fully from a downloaded copy or the reports folder.
+    """
+    docs = None
+    with in_run(run_id) as rid:
         mlflow.log_dict(summary, "validation/summary.json")
         reports = Path(params.validation.reports_dir)
         if reports.is_dir():
             mlflow.log_artifacts(str(reports), "validation/reports")
+            index = Path(summary.get("data_docs") or reports / "data_docs" / "index.html")
+            if index.is_file() and index.resolve().is_relative_to(reports.resolve()):
+                docs = f"validation/reports/{index.resolve().relative_to(reports.resolve())}"
+                mlflow.set_tag("validation.data_docs", docs)
         mlflow.set_tag("validation.success", str(bool(summary.get("success"))).lower())
         mlflow.log_metric("validation/failed_expectations", len(summary.get("failures", [])))
+        experiment_id = MlflowClient().get_run(rid).info.experiment_id
+    if docs is None:
+        return None
+    return f"{mlflow_run_link(tracking_uri(params), experiment_id, rid)}/artifacts/{docs}"
 
 
-def model_metrics_from_run(run_id: str) -> dict[str, dict[str, float]]:
-    """``{target: {metric: value}}`` of the run's logged model (its ``best/`` metrics)."""
-    metrics = MlflowClient().get_run(run_id).data.metrics
-    out: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == "best":
-            out.setdefault(parts[1], {})[parts[2]] = float(value)
-    return out
+def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """A finished run's ``metrics.json`` as MLflow metrics: the last evaluation's
+    ``<target>/<metric>`` and ``mean_mAP`` (the names live runs use), plus the summary's."""
+    values = _summary_metrics(summary)
+    for target, result in (summary.get("targets") or {}).items():
+        values.update({f"{target}/{k}": float(v) for k, v in result.items() if _number(v) is not None})
+    if _number(summary.get("mean_mAP")) is not None:
+        values["mean_mAP"] = float(summary["mean_mAP"])
+    return values
+
+
+def log_finished_run(
+    params: Params,
+    summary: dict[str, Any],
+    *,
+    experiment: str,
+    variant: str,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """A run trained without tracking (an ablation run) as one MLflow run; returns its id.
+
+    Params, tags (``variant``, ``seed`` and :func:`flows.run_info.run_tags`) and
+    :func:`final_metrics` of ``summary``. The run is found again by its ``variant`` and
+    ``seed`` tags, so logging it again updates it (changed metrics get a new value) rather
+    than adding a twin; one logged with other params (trained again with other settings)
+    is deleted and made anew, as MLflow params cannot change.
+    """
+    experiment_id = configure(params, experiment, description)
+    client, seed = MlflowClient(), str(params.train.seed)
+    found = client.search_runs([experiment_id], f"tags.variant = '{variant}' and tags.seed = '{seed}'", max_results=1)
+    run = found[0] if found else None
+    wanted = {k[:250]: _param_value(v) for k, v in flatten(params).items()}
+    if run is not None and any(run.data.params.get(k, v) != v for k, v in wanted.items()):
+        client.delete_run(run.info.run_id)
+        run = None
+    all_tags = {**run_tags(params), **(tags or {}), "variant": variant, "seed": seed}
+    if run is None:
+        name = default_run_name(params, variant)
+        run = client.create_run(experiment_id, run_name=name, tags=all_tags)
+    rid, step, now = run.info.run_id, int(summary.get("step") or 0), int(time.time() * 1000)
+    params_new = [Param(k, v) for k, v in sorted(wanted.items()) if k not in run.data.params]
+    for i in range(0, len(params_new), BATCH_PARAMS):
+        client.log_batch(rid, params=params_new[i : i + BATCH_PARAMS])
+    changed = {k: v for k, v in final_metrics(summary).items() if run.data.metrics.get(k) != v}
+    client.log_batch(
+        rid,
+        metrics=[Metric(k, v, now, step) for k, v in sorted(changed.items())],
+        tags=[RunTag(k, v) for k, v in all_tags.items() if run.data.tags.get(k) != v],
+    )
+    client.set_terminated(rid, "FINISHED")
+    return rid

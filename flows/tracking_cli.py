@@ -49,9 +49,7 @@ def _track(args: argparse.Namespace) -> int:
         summary_path = Path(params.validation.summary_path)
         if summary_path.is_file():
             log_validation_results(params, json.loads(summary_path.read_text()))
-        outputs = log_training_outputs(
-            run_dir, params, log_model=args.model, plots_dir=args.plots_dir
-        )
+        outputs = log_training_outputs(run_dir, params, log_model=args.model, plots_dir=args.plots_dir)
     record = {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
@@ -76,13 +74,11 @@ def _run_id(args: argparse.Namespace) -> str:
 
 def _promote(args: argparse.Namespace) -> int:
     _quiet_mlflow()
-    from flows.promotion import register_and_promote
-    from flows.tracking import configure, model_metrics_from_run
+    from flows.promotion import candidate_evaluation, register_and_promote
 
     params = load_params(args.params, args.set)
     run_id = _run_id(args)
-    configure(params)
-    metrics = model_metrics_from_run(run_id)
+    metrics = candidate_evaluation(params)["targets"]  # the same report as the flow's gate
     result = register_and_promote(params, run_id, metrics)
     write_json_atomic(args.out, result)
     print(f"{result['model']} v{result['version']}: {result['reason']}")
@@ -97,21 +93,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-dir", default=None, help="training output (default: train.out_dir)")
-    p.add_argument("--run-name", default=None, help="MLflow run name (default: generated)")
+    p.add_argument("--run-name", default=None, help="MLflow run name (default: from protocol, variant, seed)")
     p.add_argument("--out", default="metrics/tracking.json", help="where the run id is written")
     p.add_argument("--plots-dir", default=None, help="also keep the plots here")
-    p.add_argument("--no-model", dest="model", action="store_false",
-                   help="skip logging the model (then it cannot be promoted)")  # fmt: skip
+    p.add_argument(
+        "--no-model", dest="model", action="store_false", help="skip logging the model (then it cannot be promoted)"
+    )
     p.set_defaults(func=_track)
 
-    p = subparsers.add_parser(
-        "promote", help="register the tracked model and apply the promotion gate"
-    )
+    p = subparsers.add_parser("promote", help="register the tracked model and apply the promotion gate")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-id", default=None, help="MLflow run (default: from --tracking-file)")
     p.add_argument("--tracking-file", default="metrics/tracking.json")
     p.add_argument("--out", default="metrics/promotion.json")
-    p.add_argument("--strict", action="store_true",
-                   help=f"exit {EXIT_REJECTED} when the model is rejected")  # fmt: skip
+    p.add_argument("--strict", action="store_true", help=f"exit {EXIT_REJECTED} when the model is rejected")
     p.set_defaults(func=_promote)

@@ -7,14 +7,16 @@ named GX expectation, so a failure carries its unexpected count and example path
 
 Per dataset, one suite runs on the whole manifest and one row-count suite per split on
 that split's rows (the expected counts from params, so a half-copied dataset fails). The
-full GX results go to ``<reports_dir>/<dataset>.json``; a compact summary (one entry per
-failing expectation) to ``summary_path``.
+full GX results go to ``<reports_dir>/<dataset>.json``, GX's own HTML report of them to
+``<reports_dir>/data_docs/index.html`` (:mod:`flows.data_docs`); a compact summary (one
+entry per failing expectation) to ``summary_path``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,20 @@ import pandas as pd
 from great_expectations.core.validation_definition import ValidationDefinition
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+import dynamix.checks
 from dynamix.checks import derive_columns, read_manifest_unchecked
 from dynamix.config import Params
-from dynamix.data.manifest import MULTI_CAMERA, SINGLE_CAMERA, SPLITS
+from dynamix.data.manifest import MULTI_CAMERA, SINGLE_CAMERA, SPLITS, manifest_path
 from dynamix.io import write_json_atomic
+from flows import data_docs, gate_record
 
 log = logging.getLogger(__name__)
 
 RESULT_FORMAT = {"result_format": "SUMMARY", "unexpected_index_column_names": ["path"]}
 MAX_EXAMPLES = 3
+#: The code that decides the gate's answer: a change to any of it invalidates a recorded pass
+#: (and rebuilds the Data Docs).
+GATE_CODE = (Path(dynamix.checks.__file__), Path(__file__), Path(data_docs.__file__))
 
 
 def _rule(text: str) -> dict[str, str]:
@@ -47,8 +54,7 @@ def manifest_expectations(name: str, fmt: str, kind: str, params: Params) -> lis
         for c in ("path", "pid", "camid", "domain", "split", "source_kind")
     ]
     ex += [
-        gxe.ExpectColumnValuesToBeOfType(column=c, type_="int64", meta=_rule(f"{c} is int64"))
-        for c in ("pid", "camid")
+        gxe.ExpectColumnValuesToBeOfType(column=c, type_="int64", meta=_rule(f"{c} is int64")) for c in ("pid", "camid")
     ]
     ex += [
         gxe.ExpectColumnValuesToBeUnique(column="path", meta=_rule("one row per image")),
@@ -62,12 +68,8 @@ def manifest_expectations(name: str, fmt: str, kind: str, params: Params) -> lis
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
         gxe.ExpectColumnValuesToBeInSet(column="domain", value_set=[name]),
         gxe.ExpectColumnValuesToBeInSet(column="source_kind", value_set=[kind]),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="file_exists", value_set=[True], meta=_rule("image file exists")
-        ),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="decodes", value_set=[True], meta=_rule("image decodes")
-        ),
+        gxe.ExpectColumnValuesToBeInSet(column="file_exists", value_set=[True], meta=_rule("image file exists")),
+        gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True], meta=_rule("image decodes")),
         gxe.ExpectColumnValuesToBeBetween(
             column="height",
             min_value=v.min_height,
@@ -100,14 +102,9 @@ def manifest_expectations(name: str, fmt: str, kind: str, params: Params) -> lis
             ),
         ]
     else:
+        ex += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta=_rule(f"{c} is set")) for c in ("video", "tracklet")]
         ex += [
-            gxe.ExpectColumnValuesToNotBeNull(column=c, meta=_rule(f"{c} is set"))
-            for c in ("video", "tracklet")
-        ]
-        ex += [
-            gxe.ExpectColumnValuesToBeBetween(
-                column=c, max_value=1, meta=_rule(f"{c.split('_')[-1]} inside one video")
-            )
+            gxe.ExpectColumnValuesToBeBetween(column=c, max_value=1, meta=_rule(f"{c.split('_')[-1]} inside one video"))
             for c in ("videos_of_tracklet", "videos_of_pid")
         ]
     return ex
@@ -123,7 +120,11 @@ def expected_counts_for(params: Params) -> tuple[str, dict[str, dict[str, int]] 
 
 
 class _Runner:
-    """One ephemeral GX context; runs a list of expectations on a dataframe."""
+    """One ephemeral GX context; runs a list of expectations on a dataframe.
+
+    The context keeps every suite and result, which :func:`flows.data_docs.build` renders.
+    Suite names use dots (``market-syn.count.train``): GX files them as folders.
+    """
 
     def __init__(self) -> None:
         self.context = gx.get_context(mode="ephemeral")
@@ -137,7 +138,11 @@ class _Runner:
             suite.add_expectation(expectation)
         vd = ValidationDefinition(name=name, data=self.batch, suite=suite)
         vd = self.context.validation_definitions.add(vd)
-        return vd.run(batch_parameters={"dataframe": df}, result_format=RESULT_FORMAT)
+        return vd.run(
+            batch_parameters={"dataframe": df},
+            result_format=RESULT_FORMAT,
+            run_id=data_docs.RUN_ID,
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -195,9 +200,7 @@ def validate_data(params: Params, reuse: bool = False) -> dict[str, Any]:
     (:mod:`flows.gate_record`); with ``reuse``, a run on exactly the inputs of the last
     pass returns that summary (``reused_from``: when it ran) without opening an image.
     """
-    from flows import gate_record
-
-    key = gate_record.fingerprint(params)
+    key = gate_key(params)
     if reuse:
         summary = gate_record.recorded_pass(params, key)
         if summary is not None:  # the caller reports the reuse (the flow's task logs it)
@@ -205,6 +208,11 @@ def validate_data(params: Params, reuse: bool = False) -> dict[str, Any]:
     summary = _validate(params)
     gate_record.record_pass(params, key, summary)
     return summary
+
+
+def gate_key(params: Params) -> str:
+    """The fingerprint a recorded pass must match: the gate's inputs and :data:`GATE_CODE`."""
+    return gate_record.fingerprint(params, GATE_CODE)
 
 
 def _validate(params: Params) -> dict[str, Any]:
@@ -218,20 +226,18 @@ def _validate(params: Params) -> dict[str, Any]:
     failures: list[dict[str, Any]] = []
     for spec, kind in roles:
         df = derive_columns(
-            read_manifest_unchecked(Path(params.data.manifests_dir) / f"{spec.name}.parquet"),
+            read_manifest_unchecked(manifest_path(params, spec.name)),
             fmt=spec.format,
             decode_sample=v.decode_sample,
             seed=v.seed,
             renumbered_test_pids=spec.format in v.renumbered_test_formats,
         )
         exps = manifest_expectations(spec.name, spec.format, kind, params)
-        results = {"manifest": runner.run(f"{spec.name}/manifest", exps, df)}
+        results = {"manifest": runner.run(f"{spec.name}.manifest", exps, df)}
         for split, n in ((counts or {}).get(spec.name) or {}).items():
             rows = df[(df["split"] == split).fillna(False)]
-            exp = gxe.ExpectTableRowCountToEqual(
-                value=int(n), meta=_rule(f"{split} has {n} images")
-            )
-            results[f"count/{split}"] = runner.run(f"{spec.name}/count/{split}", [exp], rows)
+            exp = gxe.ExpectTableRowCountToEqual(value=int(n), meta=_rule(f"{split} has {n} images"))
+            results[f"count/{split}"] = runner.run(f"{spec.name}.count.{split}", [exp], rows)
         report = Path(v.reports_dir) / f"{spec.name}.json"
         write_json_atomic(report, {k: stable(r.to_json_dict()) for k, r in results.items()})
         found = [f for batch, r in results.items() for f in _failures(spec.name, batch, r)]
@@ -245,6 +251,9 @@ def _validate(params: Params) -> dict[str, Any]:
             "report": str(report),
         }
         log.info("validated %s: %d rows, %d failing expectations", spec.name, len(df), len(found))
+    t0 = time.perf_counter()
+    summary["data_docs"] = str(data_docs.build(runner.context, v.reports_dir))
+    log.info("GX Data Docs: %s (%.2f s)", summary["data_docs"], time.perf_counter() - t0)
     summary["success"] = not failures
     summary["failures"] = failures
     write_json_atomic(v.summary_path, summary)
@@ -282,19 +291,26 @@ def format_summary(summary: dict[str, Any], *, with_failures: bool = True) -> st
             f"  {mark} {name}: {d['rows']} rows, {d['decoded']} decoded, "
             f"{d['failed']}/{d['expectations']} failed -> {d['report']}"
         )
+    if summary.get("data_docs"):
+        lines.append(f"  GX Data Docs: {summary['data_docs']}")
     if with_failures:
         lines += [failure_line(f) for f in summary["failures"]]
     return "\n".join(lines)
 
 
-def format_markdown(summary: dict[str, Any]) -> str:
-    """The summary as a Markdown table, for the Prefect artifact."""
+def format_markdown(summary: dict[str, Any], docs_link: str | None = None) -> str:
+    """The summary as a Markdown table, for the Prefect artifact.
+
+    ``docs_link``: where the Data Docs can be opened besides their file (the MLflow run's
+    copy, :func:`flows.tracking.log_validation_results`).
+    """
     head = format_summary(summary).splitlines()[0]
     rows = ["| dataset | rows | decoded | failed | report |", "|---|---|---|---|---|"]
     for name, d in summary["datasets"].items():
-        rows.append(
-            f"| {name} | {d['rows']} | {d['decoded']} | {d['failed']}/{d['expectations']} "
-            f"| `{d['report']}` |"
-        )
+        rows.append(f"| {name} | {d['rows']} | {d['decoded']} | {d['failed']}/{d['expectations']} | `{d['report']}` |")
     fails = [f"- `{failure_line(f)}`" for f in summary["failures"]]
-    return "\n".join([f"**{head}**", "", *rows, "", *fails])
+    docs = []
+    if summary.get("data_docs"):
+        line = f"GX Data Docs (every expectation and result): `{summary['data_docs']}`"
+        docs = [line + (f"; in MLflow: {docs_link}" if docs_link else ""), ""]
+    return "\n".join([f"**{head}**", "", *rows, "", *docs, *fails])

@@ -7,8 +7,14 @@ Each (variant, seed) is one ``dynamix train`` run in ``<out-dir>/<variant>/seed<
 whose ``metrics.json`` exists is reused, and a killed run resumes from its ``last.pt``, so
 the script can be stopped and started again. At the end it writes
 ``reports/ablation.json`` (``{variant: {target: {rank1|mAP|mINP: {mean, std}}}, "purity":
-{"before", "after"}}``) and ``reports/ablation.md`` (the README table). Metrics are those
+{"before", "after"}}``) and ``reports/ablation.md`` (docs/ablation.md's table). Metrics are those
 of the final step on the unseen targets, not the best step (no peeking at the targets).
+
+Every finished (variant, seed) run is also logged to MLflow (the store of ``tracking.uri``,
+experiment ``<tracking.experiment>-ablation``): its params, final per-target metrics and
+``variant`` and ``seed`` tags, so the UI compares the variants side by side. Logging a run
+again (``--report-only`` after more seeds finished) updates it instead of adding a twin;
+``--no-mlflow`` skips this.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dynamix.config import load_params  # noqa: E402
+from dynamix.config import Params, from_dict, load_params  # noqa: E402
+from dynamix.errors import DynamixError  # noqa: E402
 from dynamix.io import atomic_path, write_json_atomic  # noqa: E402
 
 log = logging.getLogger("ablation")
@@ -58,6 +65,44 @@ def run_one(params_path: str, overrides: list[str], out: Path, seed: int) -> dic
     params = load_params(params_path, [*overrides, f"train.out_dir={out}", f"train.seed={seed}"])
     trainer = Trainer(params, resume=(out / "last.pt").is_file())
     return trainer.fit()
+
+
+def run_params(params_path: str, overrides: list[str], out: Path, seed: int) -> Params:
+    """The params a finished run trained with: its ``params.json``, else as :func:`run_one`
+    would load them (a run trained by older code whose keys no longer load, or a test)."""
+    saved = out / "params.json"
+    if saved.is_file():
+        try:
+            return from_dict(Params, json.loads(saved.read_text()), where=str(saved))
+        except (DynamixError, TypeError, ValueError) as exc:
+            log.warning("%s: %s; logging the current params instead", saved, exc)
+    return load_params(params_path, [*overrides, f"train.out_dir={out}", f"train.seed={seed}"])
+
+
+def log_to_mlflow(
+    finished: list[tuple[str, int, Path, dict[str, Any]]],
+    params_path: str,
+    overrides: list[str],
+    experiment: str | None,
+) -> dict[str, str]:
+    """Log each finished ``(variant, seed, out_dir, metrics)``; ``{"variant/seed": run id}``."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from flows.run_info import experiment_description
+    from flows.tracking import log_finished_run
+
+    ids = {}
+    for variant, seed, out, metrics in finished:
+        params = run_params(params_path, [*VARIANTS[variant], *overrides], out, seed)
+        ids[f"{variant}/{seed}"] = log_finished_run(
+            params,
+            metrics,
+            experiment=experiment or f"{params.tracking.experiment}-ablation",
+            variant=variant,
+            description=experiment_description(params, ablation=True),
+            tags={"dynamix.run_dir": str(out)},
+        )
+    return ids
 
 
 def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -92,11 +137,7 @@ def markdown(report: dict[str, Any]) -> str:
     head = "| variant | " + " | ".join(f"{t} {m}" for t in targets for m in METRICS)
     lines = [head + " | mean mAP |", "|---|" + "---:|" * (len(targets) * len(METRICS) + 1)]
     for v in variants:
-        cells = [
-            f"{report[v][t][m]['mean']:.3f} ± {report[v][t][m]['std']:.3f}"
-            for t in targets
-            for m in METRICS
-        ]
+        cells = [f"{report[v][t][m]['mean']:.3f} ± {report[v][t][m]['std']:.3f}" for t in targets for m in METRICS]
         per_seed = report[v].get("mean_mAP_per_seed")
         if per_seed:
             cells.append(f"{np.mean(per_seed):.3f} ± {np.std(per_seed):.3f}")
@@ -124,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default=str(REPO / "runs" / "ablation"))
     ap.add_argument("--report", default=str(REPO / "reports" / "ablation.json"))
     ap.add_argument(
-        "--report-only", action="store_true",
+        "--report-only",
+        action="store_true",
         help="train nothing: report the finished (variant, seed) runs, skip missing ones",
-    )  # fmt: skip
-    args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    ap.add_argument("--no-mlflow", dest="mlflow", action="store_false", help="do not log the runs to MLflow")
+    ap.add_argument("--experiment", default=None, help="MLflow experiment (default: <experiment>-ablation)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results: dict[str, list[dict[str, Any]]] = {}
+    finished: list[tuple[str, int, Path, dict[str, Any]]] = []
     for variant in args.variants:
         for seed in args.seeds:
             t0 = time.perf_counter()
@@ -141,8 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             metrics = run_one(args.params, [*VARIANTS[variant], *args.set], out, seed)
             results.setdefault(variant, []).append(metrics)
-            log.info("%s seed %d: mean target mAP %.4f (%.0f s)", variant, seed,
-                     metrics["mean_mAP"], time.perf_counter() - t0)  # fmt: skip
+            finished.append((variant, seed, out, metrics))
+            log.info(
+                "%s seed %d: mean target mAP %.4f (%.0f s)",
+                variant,
+                seed,
+                metrics["mean_mAP"],
+                time.perf_counter() - t0,
+            )
     if not results:
         log.error("no finished runs under %s; run without --report-only first", args.out_dir)
         return 1
@@ -153,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(Path(args.report).with_suffix(".md")) as tmp:
         Path(tmp).write_text(markdown(report))
     print(markdown(report))
+    if args.mlflow:
+        ids = log_to_mlflow(finished, args.params, args.set, args.experiment)
+        log.info("%d runs logged to MLflow: %s", len(ids), ", ".join(ids))
     return 0
 
 

@@ -1,16 +1,31 @@
-"""scripts/ablation.py's report from finished runs: schema, mean ± std, missing runs left out."""
+"""scripts/ablation.py's report from finished runs: schema, mean ± std, missing runs left out;
+and each run logged to MLflow (a temp sqlite store) for the UI to compare."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from dynamix.config import load_params, to_dict
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from ablation import main
+from ablation import REPO, main
+
+# MLflow's own use of SQLAlchemy, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch) -> str:
+    """Every test logs into its own sqlite store, never the repo's mlflow.db."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
 
 
 def fake_run(out: Path, market_map: float, night_map: float, purity=None) -> None:
@@ -31,8 +46,7 @@ def test_report_only_aggregates_finished_runs(tmp_path, capsys):
     fake_run(runs / "multi_camera_only" / "seed1", 0.20, 0.30)
     fake_run(runs / "dynamix" / "seed0", 0.30, 0.40, purity=(0.9, 0.95))
     report_path = tmp_path / "reports" / "ablation.json"
-    argv = ["--report-only", "--seeds", "0", "1", "--out-dir", str(runs),
-            "--report", str(report_path)]  # fmt: skip
+    argv = ["--report-only", "--seeds", "0", "1", "--out-dir", str(runs), "--report", str(report_path)]
     assert main(argv) == 0
     report = json.loads(report_path.read_text())
     multi = report["multi_camera_only"]
@@ -52,3 +66,59 @@ def test_report_only_without_runs_fails(tmp_path):
     argv = ["--report-only", "--out-dir", str(tmp_path), "--report", str(tmp_path / "r.json")]
     assert main(argv) == 1
     assert not (tmp_path / "r.json").exists()
+
+
+def ablation_runs(uri: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("dynamix-ablation")
+    return client.search_runs([experiment.experiment_id], order_by=["tags.variant", "tags.seed"])
+
+
+def key(run) -> tuple[str, str]:
+    return run.data.tags["variant"], run.data.tags["seed"]
+
+
+def test_each_finished_run_is_logged_to_mlflow_once(tmp_path, store):
+    runs = tmp_path / "runs"
+    fake_run(runs / "no_relabeling" / "seed0", 0.10, 0.30)
+    fake_run(runs / "dynamix" / "seed0", 0.30, 0.40, purity=(0.9, 0.95))
+    trained = load_params(REPO / "params.yaml", ["train.lr=0.123"])  # what the trainer saved
+    (runs / "dynamix" / "seed0" / "params.json").write_text(json.dumps(to_dict(trained)))
+    report = str(tmp_path / "ablation.json")
+    argv = ["--report-only", "--seeds", "0", "1", "--out-dir", str(runs), "--report", report]
+    assert main(argv) == 0
+    first = ablation_runs(store)
+    assert [key(r) for r in first] == [("dynamix", "0"), ("no_relabeling", "0")]
+    dynamix, no_relabeling = first
+    assert dynamix.info.run_name == "duke+msmt+cuhk→market+night · dynamix · seed 0"
+    assert dynamix.data.metrics["market-syn/mAP"] == pytest.approx(0.30)
+    assert dynamix.data.metrics["night-syn/rank1"] == pytest.approx(0.50)
+    assert dynamix.data.metrics["mean_mAP"] == pytest.approx(0.35)
+    assert dynamix.data.metrics["label_quality/after/purity"] == pytest.approx(0.95)
+    assert no_relabeling.data.params["train.relabel.enabled"] == "false"
+    assert dynamix.data.params["train.relabel.enabled"] == "true"
+    assert dynamix.data.params["train.lr"] == "0.123"  # the run's params.json, not params.yaml
+    assert dynamix.data.tags["dynamix.run_dir"] == str(runs / "dynamix" / "seed0")
+    assert dynamix.info.status == "FINISHED"
+
+    fake_run(runs / "dynamix" / "seed1", 0.50, 0.60)  # a seed finished since
+    shutil.rmtree(runs / "no_relabeling" / "seed0")
+    fake_run(runs / "no_relabeling" / "seed0", 0.20, 0.30)  # and one trained again
+    assert main(argv) == 0
+    again = ablation_runs(store)
+    assert [key(r) for r in again] == [("dynamix", "0"), ("dynamix", "1"), ("no_relabeling", "0")]
+    assert again[0].info.run_id == dynamix.info.run_id  # updated, not logged twice
+    assert again[2].info.run_id == no_relabeling.info.run_id
+    assert again[2].data.metrics["market-syn/mAP"] == pytest.approx(0.2)
+    assert again[1].info.run_name.endswith("· dynamix · seed 1")
+
+
+def test_no_mlflow_logs_nothing(tmp_path, store):
+    fake_run(tmp_path / "runs" / "dynamix" / "seed0", 0.30, 0.40)
+    report = str(tmp_path / "ablation.json")
+    argv = ["--report-only", "--seeds", "0", "--out-dir", str(tmp_path / "runs")]
+    argv += ["--report", report, "--no-mlflow"]
+    assert main(argv) == 0
+    assert not (tmp_path / "store").exists()

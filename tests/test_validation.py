@@ -4,7 +4,7 @@ each kind of corruption is caught by its named expectation, with the example pat
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,26 +16,16 @@ from dynamix.checks import decode_mask
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
 from dynamix.prepare import prepare_manifests
-from dynamix.synth import generate_world
-from flows.validation import format_markdown, format_summary, validate_data
+from flows.validation import format_markdown, format_summary, gate_key, validate_data
 
 IN_SET = "expect_column_values_to_be_in_set"
 BETWEEN = "expect_column_values_to_be_between"
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pristine") / "raw"
-    generate_world(root, preset="tiny", seed=0, workers=1)
-    return root
-
-
 @pytest.fixture
-def env(pristine: Path, tmp_path: Path, world_params):
+def env(tiny_world_copy: Path, tmp_path: Path, world_params):
     """A private copy of the tiny world, the repo's params.yaml pointed at it, manifests built."""
-    world = tmp_path / "raw"
-    shutil.copytree(pristine, world)
-    path = world_params(world, tmp_path)
+    path = world_params(tiny_world_copy, tmp_path)
     params = load_params(path)
     prepare_manifests(params)
     return path, params
@@ -82,10 +72,66 @@ def test_reports_are_byte_identical_for_identical_data(env):
     _, params = env
     validate_data(params)
     reports = Path(params.validation.reports_dir)
-    first = {p.name: p.read_bytes() for p in sorted(reports.glob("*.json"))}
+    first = {p.relative_to(reports): p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+    assert Path("data_docs/index.html") in first  # the Data Docs too, every page
     validate_data(params)
-    assert {p.name: p.read_bytes() for p in sorted(reports.glob("*.json"))} == first
-    assert b"validation_time" not in first["market-syn.json"]
+    again = {p.relative_to(reports): p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+    assert again == first
+    assert b"validation_time" not in first[Path("market-syn.json")]
+
+
+#: A tag that loads a file: a script, a stylesheet or icon, an image, or a CSS url().
+LOADS = re.compile(r"<(?:script|link|img)\b[^>]*?\s(?:src|href)=\"([^\"#]+)\"|url\(['\"]?([^'\")]+)['\"]?\)")
+
+
+def test_data_docs_list_every_expectation_and_load_nothing_remote(env):
+    _, params = env
+    summary = validate_data(params)
+    index = Path(params.validation.reports_dir) / "data_docs" / "index.html"
+    assert summary["data_docs"] == str(index) and index.is_file()
+    assert f"GX Data Docs: {index}" in format_summary(summary)
+    assert f"`{index}`; in MLflow: http://ui" in format_markdown(summary, "http://ui")
+    site = index.parent
+    text = index.read_text()
+    for spec in params.data.all_datasets():  # the index lists every suite and its result
+        assert f"{spec.name}.manifest" in text
+        assert (site / "expectations" / spec.name / "manifest.html").is_file()
+    page = next((site / "validations" / "market-syn" / "manifest").rglob("*.html")).read_text()
+    assert "Status: Succeeded" in " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    for column in ("file_exists", "decodes", "num_train_cameras_of_pid", "pid_in_train_and_test"):
+        assert column in page
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 2 * len(params.data.all_datasets())
+    for html_page in pages:  # every file a page loads is local and present: renders offline
+        html = html_page.read_text()
+        assert "crossorigin" not in html
+        for match in LOADS.finditer(html):
+            url = match.group(1) or match.group(2)
+            assert not re.match(r"(https?:)?//", url), f"{html_page}: loads {url}"
+            assert (html_page.parent / url).resolve().is_file(), f"{html_page}: {url} missing"
+
+
+def test_data_docs_under_a_relative_reports_dir(env, tmp_path, monkeypatch):
+    path, _ = env
+    monkeypatch.chdir(tmp_path)  # dvc.yaml's stage: relative paths from the repo root
+    params = load_params(path, ["validation.reports_dir=reports/validation"])
+    summary = validate_data(params)
+    assert summary["data_docs"] == "reports/validation/data_docs/index.html"  # as in the lock
+    assert (tmp_path / summary["data_docs"]).is_file()
+
+
+def test_data_docs_show_a_failure(env):
+    _, params = env
+    _, df = manifest(params, "night-syn")
+    Path(df["path"].iloc[2]).write_bytes(b"not a jpeg")
+    summary = validate_data(params)
+    assert not summary["success"]
+    site = Path(summary["data_docs"]).parent
+    page = next((site / "validations" / "night-syn" / "manifest").rglob("*.html")).read_text()
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "Status: Failed" in text
+    decodes = "decodes Status Expectation Observed Value values must belong to this set: True . "
+    assert re.search(re.escape(decodes) + rf"1 unexpected values found\. ≈[\d.]+% of {len(df)} ", text)
 
 
 def test_undecodable_image(env):
@@ -105,9 +151,9 @@ def test_a_pass_is_reused_only_while_every_input_is_unchanged(env, monkeypatch):
     first = validate_data(params, reuse=True)  # nothing recorded yet: a full run
     assert first["success"] and "reused_from" not in first
     assert gate_record.record_path(params).is_file()
-    key = gate_record.fingerprint(params)
+    key = gate_key(params)
     prepare_manifests(params)  # the flow rebuilds the manifests every run: same bytes
-    assert gate_record.fingerprint(params) == key
+    assert gate_key(params) == key
 
     def no_decode(path):
         raise AssertionError(f"decoded {path} although nothing changed")
@@ -116,7 +162,11 @@ def test_a_pass_is_reused_only_while_every_input_is_unchanged(env, monkeypatch):
         m.setattr(dynamix.checks, "_decode", no_decode)
         again = validate_data(params, reuse=True)
     assert again["reused_from"] and again["datasets"] == first["datasets"]
+    assert Path(again["data_docs"]).is_file()  # the reused pass still gives its Data Docs
     assert "reused: inputs unchanged since" in format_summary(again)
+    Path(again["data_docs"]).unlink()  # a report it names is gone: validate again
+    rebuilt = validate_data(params, reuse=True)
+    assert "reused_from" not in rebuilt and Path(rebuilt["data_docs"]).is_file()
 
     _, df = manifest(params, "night-syn")
     victim = df["path"].iloc[5]
@@ -204,9 +254,7 @@ def test_half_copied_dataset_fails_the_expected_count(env):
     assert [(f["batch"], f["observed_value"], f["expected_value"]) for f in found] == [
         ("count/query", len(query) - len(query) // 2, len(query))
     ]
-    assert f"market-syn/count/query: observed {len(query) - len(query) // 2}" in format_summary(
-        summary
-    )
+    assert f"market-syn/count/query: observed {len(query) - len(query) // 2}" in format_summary(summary)
 
 
 def test_single_camera_tracklet_spanning_two_videos(env):

@@ -76,6 +76,42 @@ def test_run_holds_every_param_and_the_comparison_tags(client, tracked_run):
     assert tags["git.commit"] == tags["mlflow.source.git.commit"]
     assert len(tags["git.commit"]) == 40 or tags["git.commit"] == "unknown"
     assert tags["test"] == "tracked_run" and run.info.status == "FINISHED"
+    assert tags["variant"] == "dynamix" and tags["seed"] == "0"
+    assert run.info.run_name == "tiny"  # a name given by the caller wins over the default
+
+
+def test_runs_are_named_by_protocol_variant_and_seed(tmp_path, monkeypatch, tracked_run):
+    from flows.run_info import variant
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"
+    params = tracked_run.params(store, "train.relabel.enabled=false", "train.seed=3")
+    with start_pipeline_run(params) as run:
+        pass
+    client = MlflowClient()
+    logged = client.get_run(run.info.run_id)
+    assert logged.info.run_name == "duke+msmt+cuhk→market+night · no_relabeling · seed 3"
+    assert logged.data.tags["variant"] == "no_relabeling" and logged.data.tags["seed"] == "3"
+    tags = client.get_experiment(run.info.experiment_id).tags
+    note = tags["mlflow.note.content"]
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's training view
+    assert "evaluated on the unseen target domains market-syn, night-syn" in note
+    assert "`validation/reports/data_docs/`" in note
+    client.set_experiment_tag(run.info.experiment_id, "mlflow.note.content", "written in the UI")
+    assert configure(params) == run.info.experiment_id
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.note.content"] == (
+        "written in the UI"
+    )  # a description a user wrote is kept
+    off = {
+        "train.sampler.single_camera=false": "multi_camera_only",
+        "train.loss.centroid=false": "no_centroids",
+        "train.sampler.matching=false": "random_mixing",
+    }
+    for override, name in off.items():
+        assert variant(tracked_run.params(override)) == name
+    both = tracked_run.params(*off)
+    assert variant(both) == "multi_camera_only+no_centroids+random_mixing"
+    configure(tracked_run.params())  # the module's store again, for the tests after this one
 
 
 def test_live_metrics_per_step_relabel_round_and_evaluation(client, tracked_run):
@@ -118,9 +154,7 @@ def test_outputs_checkpoints_plots_and_summary_metrics(client, tracked_run):
     best_eval = load_checkpoint(tracked_run.run_dir / "best.pt")["last_eval"]["targets"]
     for target, values in best_eval.items():
         assert m[f"best/{target}/mAP"] == pytest.approx(values["mAP"])
-    assert tracked_run.outputs["metrics"]["market-syn"]["mAP"] == pytest.approx(
-        best_eval["market-syn"]["mAP"]
-    )
+    assert tracked_run.outputs["metrics"]["market-syn"]["mAP"] == pytest.approx(best_eval["market-syn"]["mAP"])
 
 
 def test_ranked_lists_are_drawn_from_the_recorded_evaluation(tracked_run, tmp_path, monkeypatch):
@@ -141,8 +175,7 @@ def test_ranked_lists_are_drawn_from_the_recorded_evaluation(tracked_run, tmp_pa
     with monkeypatch.context() as m:
         m.setattr(dynamix.train.features, "extract_features", no_feature_pass)
         recorded = write_ranked_lists(trained, params, tmp_path / "b", queries)
-    assert [p.name for p in recorded] == [p.name for p in fresh] == [
-        "ranked_market-syn.png", "ranked_night-syn.png"]  # fmt: skip
+    assert [p.name for p in recorded] == [p.name for p in fresh] == ["ranked_market-syn.png", "ranked_night-syn.png"]
     for a, b in zip(fresh, recorded, strict=True):
         assert a.read_bytes() == b.read_bytes()  # the same picture either way
 
@@ -168,9 +201,7 @@ def test_logged_model_loads_and_embeds_its_input_example(client, tracked_run):
 def test_replaying_the_log_equals_live_logging(client, tracked_run):
     params = tracked_run.params()
     with start_pipeline_run(params, run_name="replay") as run:
-        assert log_run_from_dir(tracked_run.run_dir, params) == len(
-            read_events(tracked_run.run_dir)
-        )
+        assert log_run_from_dir(tracked_run.run_dir, params) == len(read_events(tracked_run.run_dir))
     live = client.get_run(tracked_run.run_id).data.metrics
     replayed = client.get_run(run.info.run_id).data.metrics
     keys = [k for k in live if k.startswith(("train/", "relabel/", "market-syn/", "mean_mAP"))]
@@ -180,9 +211,7 @@ def test_replaying_the_log_equals_live_logging(client, tracked_run):
         a = history(client, tracked_run.run_id, key)
         b = history(client, run.info.run_id, key)
         assert [s for s, _ in a] == [s for s, _ in b], key
-        assert all(math.isclose(x, y, rel_tol=1e-9) for (_, x), (_, y) in zip(a, b, strict=True)), (
-            key
-        )
+        assert all(math.isclose(x, y, rel_tol=1e-9) for (_, x), (_, y) in zip(a, b, strict=True)), key
     assert "relabel/round_01_step_2.json" in artifacts(client, run.info.run_id)
 
 
@@ -190,19 +219,19 @@ def test_failing_validation_results_are_kept_as_artifacts(client, tracked_run):
     from flows.validation import validate_data
 
     # the tiny world has 46 market-syn train images: expecting 47 must fail the gate
-    params = tracked_run.params(
-        "validation.expected_counts.tiny.market-syn.train=47", "validation.decode_sample=5"
-    )
+    params = tracked_run.params("validation.expected_counts.tiny.market-syn.train=47", "validation.decode_sample=5")
     summary = validate_data(params)
     assert not summary["success"]
     with start_pipeline_run(params, run_name="bad-data") as run:
-        log_validation_results(params, summary)
+        link = log_validation_results(params, summary)
     run_id = run.info.run_id
     files = artifacts(client, run_id)
     assert "validation/summary.json" in files and "validation/reports/market-syn.json" in files
-    kept = json.loads(
-        Path(client.download_artifacts(run_id, "validation/summary.json")).read_text()
-    )
+    docs = "validation/reports/data_docs/index.html"  # GX Data Docs, with their scripts
+    assert docs in files and client.get_run(run_id).data.tags["validation.data_docs"] == docs
+    assert "validation/reports/data_docs/static/vendor/jquery@3.7.1/jquery.min.js" in files
+    assert link.endswith(f"#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/{docs}")
+    kept = json.loads(Path(client.download_artifacts(run_id, "validation/summary.json")).read_text())
     (failure,) = kept["failures"]
     assert failure["dataset"] == "market-syn" and failure["observed_value"] == 46
     assert client.get_run(run_id).data.tags["validation.success"] == "false"
