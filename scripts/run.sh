@@ -77,16 +77,9 @@ case "$cmd" in
     ensure_data
     echo "==> dvc repro"
     dvc repro
-    echo "==> metrics"
-    dvc metrics show --md
-    python - <<'PY'
-import json
-
-p = json.load(open("metrics/promotion.json"))
-for target, m in p["metrics"].items():
-    print(f"==> {target}: Rank-1 {m['rank1']:.3f}  mAP {m['mAP']:.3f}  mINP {m['mINP']:.3f}")
-print(f"==> promotion of {p['model']} v{p['version']}: {p['reason']}")
-PY
+    echo "==> metrics on the targets (metrics/*.json; every metric: dvc metrics show)"
+    python scripts/demo_summary.py
+    echo "==> curves: .venv/bin/dvc plots show -> dvc_plots/index.html (self-contained, renders offline)"
     echo "==> MLflow UI: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db (http://127.0.0.1:5000)"
     ;;
   test)

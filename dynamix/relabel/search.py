@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 
-import faiss
 import numpy as np
 import torch
+
+from dynamix.relabel.faiss_import import faiss  # the loader's INFO noise muted there
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,7 @@ def knn_search(
     base, queries = normalized(base), normalized(queries, inplace=overwrite_queries)
     k = min(int(k), base.shape[0])
     if k <= 0 or queries.shape[0] == 0:
-        return np.zeros((queries.shape[0], 0), np.float32), np.zeros(
-            (queries.shape[0], 0), np.int64
-        )
+        return np.zeros((queries.shape[0], 0), np.float32), np.zeros((queries.shape[0], 0), np.int64)
     if nlist > 0 and base.shape[0] >= 39 * nlist:
         index = _ivf_index(base, nlist, nprobe, use_gpu)
     else:
