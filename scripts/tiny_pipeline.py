@@ -8,6 +8,9 @@ its stages depend on (``dynamix/``, ``flows/``), a tiny synthetic world tracked 
 and the MLflow store in ``DEST/mlflow.db``. :func:`repro` then runs the real ``dvc repro``
 there, the stages importing the copied code (``PYTHONPATH=DEST``), so what DVC hashes is
 what runs. Used by ``tests/pipeline/test_dvc_repro.py`` and ``scripts/repro_check.py``.
+
+:data:`TINY` is the one tiny override list (the tests import it: pytest puts ``scripts/``
+on the path, see ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -25,49 +28,114 @@ from typing import Any
 
 import yaml
 
+from dynamix.config import apply_override
 from dynamix.offline import OFFLINE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ("dvc.yaml", ".dvcignore", ".gitignore", "dynamix", "flows")  # what the stages need
+COPIED = ("dvc.yaml", ".dvcignore", ".gitignore", "dynamix", "flows", "vendor")  # stages need
 GIT_ID = ["-c", "user.name=dynamix-ci", "-c", "user.email=ci@dynamix.invalid"]
 
-# The whole training recipe, pinned: params.yaml's defaults may change, this run must not
-# (scripts/repro_check.py compares it with a committed reference). A key params.yaml no
-# longer has fails loudly (load_params rejects unknown keys). Six steps of a depth-4 ViT
-# on 64x32 crops, batches of 16; relabeling rounds at steps 2 and 4; evaluations at 3 and 6;
-# CPU, no DataLoader workers: bit-identical reruns (see scripts/repro_check.py).
-TINY_RECIPE: dict[str, Any] = {
-    "data": {"preset": "tiny"},
-    "model": {
-        "arch": "vit_tiny_patch16_224", "depth": 4, "global_pool": "token",
-        "img_height": 64, "img_width": 32, "pretrained_path": None, "drop_path_rate": 0.0,
-        "momentum": 0.9, "momentum_warmup": 2,
+# The tiny override list, the one copy: the ``--set`` items that shrink a run of the recipe
+# to seconds on a CPU. Six steps of a ViT on 64x32 crops (4x2 patches), batches of 16
+# ((2 + 2) ids x 4 images); relabeling rounds at steps 2 and 4; evaluations and checkpoints
+# at 3 and 6; no DataLoader workers (bit-identical reruns). The tests train with it over
+# params.yaml (tests/train; tests/infer and tests/pipeline add a shorter schedule after it,
+# later items win), and the pinned recipe below starts from it, so they cannot drift apart.
+TINY = [
+    "model.img_height=64",
+    "model.img_width=32",
+    "model.drop_path_rate=0.0",
+    "train.iters=6",
+    "train.num_workers=0",
+    "train.eval_every=3",
+    "train.checkpoint_every=3",
+    "train.warmup_iters=2",
+    "train.eval_batch_size=64",
+    "train.sampler.p_m=2",
+    "train.sampler.p_s=2",
+    "train.sampler.k=4",
+    "train.relabel.warmup=2",
+    "train.relabel.every=2",
+    "train.relabel.max_merge_fraction=1.0",
+]
+
+
+def with_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``tree`` with ``key=value`` items set in it, parsed as ``--set`` parses them,
+    so :data:`TINY` means the same here as on a command line."""
+    out = copy.deepcopy(tree)
+    for item in overrides:
+        apply_override(out, item)
+    return out
+
+
+# The whole training recipe, pinned: :data:`TINY` plus every other training key, so
+# params.yaml's defaults may change and this run must not (scripts/repro_check.py compares
+# it with a committed reference). A key params.yaml no longer has fails loudly (load_params
+# rejects unknown keys). A depth-4 ViT on the CPU: bit-identical reruns (see
+# scripts/repro_check.py).
+TINY_RECIPE: dict[str, Any] = with_overrides(
+    {
+        "data": {"preset": "tiny"},
+        "model": {
+            "arch": "vit_tiny_patch16_224",
+            "depth": 4,
+            "global_pool": "token",
+            "pretrained_path": None,
+            "momentum": 0.9,
+            "momentum_warmup": 2,
+        },
+        "train": {
+            "lr": 1.0e-3,
+            "min_lr_ratio": 0.01,
+            "weight_decay": 0.05,
+            "grad_clip": 1.0,
+            "amp": False,
+            "device": "cpu",
+            "eval_model": "momentum",
+            "centroid_momentum": 0.2,
+            "centroid_dtype": "fp16",
+            "sampler": {
+                "matching": True,
+                "single_camera": True,
+                "keep_batch_size": False,
+                "ids_per_video": 2,
+            },
+            "loss": {
+                "centroid": True,
+                "temperature": 0.05,
+                "num_negatives": 4096,
+                "hard_fraction": 0.5,
+                "w_centroid_multi": 1.0,
+                "w_centroid_single": 0.5,
+                "w_triplet": 1.0,
+                "triplet_margin": 0.3,
+                "w_consistency": 0.5,
+                "consistency_kind": "cosine",
+                "w_id": 1.0,
+                "id_temperature": 0.05,
+                "id_label_smoothing": 0.1,
+                "single_negatives": "video",
+            },
+            "relabel": {
+                "enabled": True,
+                "tau_filter": 0.5,
+                "tau_relabel": 0.7,
+                "margin": 0.1,
+                "tau_merge": 0.9,
+                "topk": 8,
+                "mutual": False,
+                "merge": True,
+                "refresh_centroids": True,
+                "filter_mad": None,
+                "reassign": True,
+                "nlist": 0,
+            },
+        },
+        "tracking": {"log_every": 1, "ranked_list_queries": 2},
     },
-    "train": {
-        "iters": 6, "lr": 1.0e-3, "min_lr_ratio": 0.01, "warmup_iters": 2,
-        "weight_decay": 0.05, "grad_clip": 1.0, "amp": False, "device": "cpu",
-        "num_workers": 0, "eval_batch_size": 64, "eval_every": 3, "eval_model": "momentum",
-        "checkpoint_every": 3, "centroid_momentum": 0.2, "centroid_dtype": "fp16",
-        "sampler": {
-            "p_m": 2, "p_s": 2, "k": 4, "matching": True, "single_camera": True,
-            "keep_batch_size": False, "ids_per_video": 2,
-        },
-        "loss": {
-            "centroid": True, "temperature": 0.05, "num_negatives": 4096, "hard_fraction": 0.5,
-            "w_centroid_multi": 1.0, "w_centroid_single": 0.5, "w_triplet": 1.0,
-            "triplet_margin": 0.3, "w_consistency": 0.5, "consistency_kind": "cosine",
-            "w_id": 1.0, "id_temperature": 0.05, "id_label_smoothing": 0.1,
-            "single_negatives": "video",
-        },
-        "relabel": {
-            "enabled": True, "warmup": 2, "every": 2, "tau_filter": 0.5, "tau_relabel": 0.7,
-            "margin": 0.1, "tau_merge": 0.9, "topk": 8, "mutual": False, "merge": True,
-            "refresh_centroids": True, "max_merge_fraction": 1.0, "filter_mad": None,
-            "reassign": True, "nlist": 0,
-        },
-    },
-    "tracking": {"log_every": 1, "ranked_list_queries": 2},
-}  # fmt: skip
+    TINY,
+)
 
 
 @dataclass
@@ -129,9 +197,7 @@ def sh(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     """Run ``cmd`` in ``root``; on failure raise with its whole output."""
     done = subprocess.run(cmd, cwd=root, env=env_for(root), capture_output=True, text=True)
     if check and done.returncode != 0:
-        raise RuntimeError(
-            f"`{' '.join(cmd)}` in {root} exited {done.returncode}:\n{done.stdout}{done.stderr}"
-        )
+        raise RuntimeError(f"`{' '.join(cmd)}` in {root} exited {done.returncode}:\n{done.stdout}{done.stderr}")
     return done
 
 
@@ -165,8 +231,7 @@ def build_repo(root: Path, seed: int = 0) -> TinyRepo:
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(raw, root, seed), sort_keys=False))
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
-    sh(root, "dynamix", "synth", "--preset", "tiny", "--seed", str(seed), "--workers", "1",
-       "--out", "data/raw")  # fmt: skip
+    sh(root, "dynamix", "synth", "--preset", "tiny", "--seed", str(seed), "--workers", "1", "--out", "data/raw")
     track_data_as_data_dvc(root)
     imported = sh(root, sys.executable, "-c", "import dynamix, flows; print(dynamix.__file__)")
     if not Path(imported.stdout.strip()).is_relative_to(root):

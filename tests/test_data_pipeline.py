@@ -17,20 +17,12 @@ from dynamix.data.manifest import read_manifest, split_counts
 from dynamix.data.registry import load_dataset
 from dynamix.errors import DynamixError
 from dynamix.prepare import prepare_manifests
-from dynamix.synth import generate_world
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("world") / "raw"
-    generate_world(root, preset="tiny", seed=0, workers=2)
-    return root
-
-
-@pytest.fixture(scope="module")
-def params_file(world: Path, world_params, tmp_path_factory) -> Path:
-    """The repo's params.yaml with every dataset root moved into the tiny world."""
-    return world_params(world, tmp_path_factory.mktemp("params"))
+def params_file(tiny_world: Path, world_params, tmp_path_factory) -> Path:
+    """The repo's params.yaml with every dataset root moved into the shared tiny world."""
+    return world_params(tiny_world, tmp_path_factory.mktemp("params"))
 
 
 def expected_counts(entry: dict) -> dict[str, dict[str, int]]:
@@ -56,10 +48,10 @@ def expected_counts(entry: dict) -> dict[str, dict[str, int]]:
         ("lupnl-syn", "single_camera", {}, None),
     ],
 )
-def test_loaders_round_trip_the_world_counts(world, name, fmt, options, variant):
-    meta = json.loads((world / "world.json").read_text())["domains"][name]
+def test_loaders_round_trip_the_world_counts(tiny_world, name, fmt, options, variant):
+    meta = json.loads((tiny_world / "world.json").read_text())["domains"][name]
     counts = meta["counts"][variant] if variant else meta["counts"]
-    df = load_dataset(fmt, world / name, domain=name, **options)
+    df = load_dataset(fmt, tiny_world / name, domain=name, **options)
     got = split_counts(df)
     for split, want in expected_counts(counts).items():
         assert got[split]["images"] == want["images"], (name, split)
@@ -74,18 +66,18 @@ def test_loaders_round_trip_the_world_counts(world, name, fmt, options, variant)
         assert not (df[df["split"] != "gallery"]["pid"] == 0).any()
 
 
-def test_test_identities_never_overlap_training(world):
+def test_test_identities_never_overlap_training(tiny_world):
     for name, fmt in [("market-syn", "market1501"), ("duke-syn", "dukemtmc")]:
-        df = load_dataset(fmt, world / name, domain=name)
+        df = load_dataset(fmt, tiny_world / name, domain=name)
         train = set(df[df["split"] == "train"]["pid"])
         test = set(df[df["split"] != "train"]["pid"]) - {0}
         assert not train & test, name
 
 
-def test_single_camera_manifest_matches_hidden_ground_truth(world):
-    df = load_dataset("single_camera", world / "lupnl-syn", domain="lupnl-syn")
-    gt = pd.read_parquet(world / "ground_truth" / "lupnl-syn.parquet")
-    rel = df["path"].str.slice(len(str(world / "lupnl-syn")) + 1)
+def test_single_camera_manifest_matches_hidden_ground_truth(tiny_world):
+    df = load_dataset("single_camera", tiny_world / "lupnl-syn", domain="lupnl-syn")
+    gt = pd.read_parquet(tiny_world / "ground_truth" / "lupnl-syn.parquet")
+    rel = df["path"].str.slice(len(str(tiny_world / "lupnl-syn")) + 1)
     merged = pd.DataFrame({"path": rel, "pid": df["pid"]}).merge(gt, on="path", how="outer")
     assert len(merged) == len(df) == len(gt)
     assert (merged["pid"] == merged["pseudo_pid"]).all()
@@ -119,18 +111,14 @@ def test_baseline_is_a_real_floor_on_the_targets(params_file, tmp_path):
         assert (tmp_path / f"baseline_ranks_{name}.png").stat().st_size > 1000
 
 
-def test_baseline_names_a_corrupt_image(params_file, tmp_path):
-    params = load_params(params_file)
+def test_baseline_names_a_corrupt_image(tiny_world_copy, world_params, tmp_path):
+    params = load_params(world_params(tiny_world_copy, tmp_path))
     prepare_manifests(params)
     manifest = read_manifest(Path(params.data.manifests_dir) / "night-syn.parquet")
     victim = Path(manifest[manifest["split"] == "query"]["path"].iloc[0])
-    original = victim.read_bytes()
-    try:
-        victim.write_bytes(b"not a jpeg")
-        with pytest.raises(DynamixError, match=f"{victim}: cannot decode image"):
-            evaluate_targets(params)
-    finally:
-        victim.write_bytes(original)
+    victim.write_bytes(b"not a jpeg")
+    with pytest.raises(DynamixError, match=f"{victim}: cannot decode image"):
+        evaluate_targets(params)
 
 
 def test_cli_reports_a_bad_params_key_in_one_line(tmp_path, capsys):

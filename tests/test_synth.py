@@ -28,9 +28,7 @@ from dynamix.synth.style import STYLE_DIMS
 
 MARKET_RE = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 DUKE_RE = re.compile(r"^(\d{4})_c(\d)_f(\d{7})\.jpg$")
-MSMT_LINE_RE = re.compile(
-    r"^(\d{4})/(\d{4})_(\d{3})_(\d{2})_\d{4}(?:morning|noon|afternoon)_\d{4}_0\.jpg (\d+)$"
-)
+MSMT_LINE_RE = re.compile(r"^(\d{4})/(\d{4})_(\d{3})_(\d{2})_\d{4}(?:morning|noon|afternoon)_\d{4}_0\.jpg (\d+)$")
 CUHK_RE = re.compile(r"^(\d{4})_c([12])_(\d{2})\.png$")
 SINGLE_RE = re.compile(r"^images/(v\d{5})/(t\d{6})_f\d{4}\.jpg$")
 MARKET_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
@@ -38,6 +36,8 @@ MARKET_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
+    # Not the shared tiny_world: this module tests the generator itself (2 workers here,
+    # compared byte for byte with a 1-worker run below), so it must call it.
     return generate_world(tmp_path_factory.mktemp("synth") / "raw", "tiny", seed=0, workers=2)
 
 
@@ -134,9 +134,7 @@ def test_msmt_layout_and_lists(world, meta):
     trainval = pd.concat([lists["train"], lists["val"]])
     test = pd.concat([lists["query"], lists["gallery"]])
     for df, folder in ((trainval, "train"), (test, "test")):
-        on_disk = sorted(
-            p.relative_to(root / folder).as_posix() for p in (root / folder).rglob("*.jpg")
-        )
+        on_disk = sorted(p.relative_to(root / folder).as_posix() for p in (root / folder).rglob("*.jpg"))
         assert sorted(df["rel"]) == on_disk  # every image listed exactly once
         assert sorted(df["pid"].unique()) == list(range(df["pid"].nunique()))  # 0-based
     assert set(lists["val"]["pid"]) <= set(lists["train"]["pid"])
@@ -166,9 +164,7 @@ def test_cuhk_variants(world, meta):
 @pytest.fixture(scope="module")
 def single(world) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     root = world / "lupnl-syn"
-    labels = pd.read_csv(
-        root / "pseudo_labels.txt", sep=" ", names=["path", "pid"], dtype={"path": str}
-    )
+    labels = pd.read_csv(root / "pseudo_labels.txt", sep=" ", names=["path", "pid"], dtype={"path": str})
     gt = pd.read_parquet(world / "ground_truth" / "lupnl-syn.parquet")
     noise = json.loads((world / "ground_truth" / "lupnl-syn_noise.json").read_text())
     return labels, gt, noise
@@ -219,14 +215,10 @@ def test_noise_rates_realized(single, meta):
     assert abs(multi - spec.multi_video_rate) <= 0.5 / n_ids + 1e-9
     assert abs(switched - spec.switch_rate) <= 0.5 / gt["tracklet"].nunique() + 1e-9
     assert abs(junk - spec.junk_rate) <= 1.0 / len(gt)
-    assert noise["requested"] == {
-        k: getattr(spec, k) for k in ("multi_video_rate", "switch_rate", "junk_rate")
-    }
+    assert noise["requested"] == {k: getattr(spec, k) for k in ("multi_video_rate", "switch_rate", "junk_rate")}
     assert meta["domains"]["lupnl-syn"]["noise"] == noise
     # A switched tracklet shows a different true person of its own video after the switch.
-    for _, track in gt[gt["tracklet"].isin(gt.loc[gt["noise"] == "switch", "tracklet"])].groupby(
-        "tracklet"
-    ):
+    for _, track in gt[gt["tracklet"].isin(gt.loc[gt["noise"] == "switch", "tracklet"])].groupby("tracklet"):
         people = track[track["noise"] != "junk"]
         assert people["noise"].iloc[0] == "clean"
         assert people.loc[people["noise"] == "switch", "true_id"].nunique() == 1
@@ -289,16 +281,12 @@ def test_images_decode_with_requested_size(world, meta):
 def test_world_json_is_complete(world, meta):
     assert meta["preset"] == "tiny" and meta["seed"] == 0
     assert meta["generator_version"]
-    assert meta["domain_order"] == [
-        "market-syn", "night-syn", "duke-syn", "msmt-syn", "cuhk-syn", "lupnl-syn"
-    ]  # fmt: skip
+    assert meta["domain_order"] == ["market-syn", "night-syn", "duke-syn", "msmt-syn", "cuhk-syn", "lupnl-syn"]
     roles = Counter(d["role"] for d in meta["domains"].values())
     assert roles == {"source": 3, "target": 2, "single_camera": 1}
     for name, entry in meta["domains"].items():
         assert entry["name"] == name and (world / name).is_dir()
-    assert sorted(p.name for p in world.iterdir()) == sorted(
-        [*meta["domain_order"], "ground_truth", "world.json"]
-    )
+    assert sorted(p.name for p in world.iterdir()) == sorted([*meta["domain_order"], "ground_truth", "world.json"])
 
 
 def test_same_seed_same_bytes_any_workers(world, tmp_path):
@@ -380,8 +368,7 @@ def test_preset_validation():
     with pytest.raises(DynamixError, match="num_cameras"):
         LabelledDomainSpec("x", "dukemtmc", "source", 12, 5, 5)
     with pytest.raises(DynamixError, match="switch_rate"):
-        SingleCameraSpec("y", num_videos=2, num_persons=10, multi_video_rate=0.1,
-                         switch_rate=1.5, junk_rate=0.1)  # fmt: skip
+        SingleCameraSpec("y", num_videos=2, num_persons=10, multi_video_rate=0.1, switch_rate=1.5, junk_rate=0.1)
     with pytest.raises(DynamixError, match="unknown synth preset"):
         get_preset("huge")
 

@@ -3,27 +3,24 @@ store; and one tiny DVC repo (scripts/tiny_pipeline.py) after one real ``dvc rep
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_pipeline import TINY, TinyRepo, build_repo, repro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from tiny_pipeline import TinyRepo, build_repo, repro
-
-# 4 steps of a ViT on 64×32 crops; one relabeling round at step 2; evaluations at 2 and 4.
+# The shared tiny list cut to 4 steps: one relabeling round at step 2; evaluations at 2 and 4;
+# every step and two ranked lists per target logged.
 TRACKED_TINY = [
-    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
-    "train.iters=4", "train.num_workers=0", "train.eval_every=2", "train.checkpoint_every=2",
-    "train.warmup_iters=2", "train.eval_batch_size=64",
-    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
-    "train.relabel.warmup=2", "train.relabel.every=2", "train.relabel.max_merge_fraction=1.0",
-    "tracking.log_every=1", "tracking.ranked_list_queries=2",
-]  # fmt: skip
+    *TINY,
+    "train.iters=4",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "tracking.log_every=1",
+    "tracking.ranked_list_queries=2",
+]
 
 
 @dataclass
@@ -42,16 +39,14 @@ class TrackedRun:
 
 
 @pytest.fixture(scope="session")
-def tracked_run(world_params, tmp_path_factory) -> TrackedRun:
+def tracked_run(world_params, tiny_world, tmp_path_factory) -> TrackedRun:
     """Tiny world → manifests → Trainer with MlflowCallback inside start_pipeline_run."""
     from dynamix.prepare import prepare_manifests
-    from dynamix.synth import generate_world
     from dynamix.train.trainer import Trainer
     from flows.tracking import MlflowCallback, log_training_outputs, start_pipeline_run
 
     base = tmp_path_factory.mktemp("tracked")
-    generate_world(base / "raw", preset="tiny", seed=0, workers=1)
-    params_file = world_params(base / "raw", base)
+    params_file = world_params(tiny_world, base)
     overrides = [
         *TRACKED_TINY,
         f"train.out_dir={base / 'run'}",

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import tiny_pipeline
 import torch
 from dvc.repo import Repo
 from mlflow.exceptions import MlflowException
@@ -21,25 +22,27 @@ from prefect.runner import Runner
 from prefect.testing.utilities import prefect_test_harness
 
 from dynamix.config import load_params, to_dict
-from dynamix.data.manifest import read_manifest
+from dynamix.data.manifest import manifest_path, read_manifest
 from dynamix.prepare import prepare_manifests
-from dynamix.synth import generate_world
 from dynamix.train.callbacks import Callback
 from dynamix.train.state import save_checkpoint
 from flows import pipeline
 from flows.pipeline import pipeline_flow, resolve_data_task
+from flows.promotion import candidate_evaluation
 from flows.serve import build_deployment
 from flows.tracking import configure
 
-# A few steps of a ViT on 64×32 crops; relabeling off (its extra feature pass is tested in
+# The shared tiny list cut to 4 steps; relabeling off (its extra feature pass is tested in
 # tests/train); one evaluation at the end; a checkpoint every step (for the resume test).
 TINY = [
-    "model.img_height=64", "model.img_width=32", "model.drop_path_rate=0.0",
-    "train.iters=4", "train.num_workers=0", "train.eval_every=4", "train.checkpoint_every=1",
-    "train.warmup_iters=1", "train.eval_batch_size=64", "train.relabel.enabled=false",
-    "train.sampler.p_m=2", "train.sampler.p_s=2", "train.sampler.k=4",
+    *tiny_pipeline.TINY,
+    "train.iters=4",
+    "train.eval_every=4",
+    "train.checkpoint_every=1",
+    "train.warmup_iters=1",
+    "train.relabel.enabled=false",
     "tracking.ranked_list_queries=0",
-]  # fmt: skip
+]
 HERE = Path(__file__).resolve().parent
 OPEN_GATE = "promotion.thresholds={default: {rank1: 0.0, mAP: 0.0}}"
 CLOSED_GATE = "promotion.thresholds={default: {rank1: 0.0, mAP: 1.01}}"
@@ -52,10 +55,9 @@ def harness():
 
 
 @pytest.fixture(scope="module")
-def params_file(world_params, tmp_path_factory) -> Path:
+def params_file(world_params, tiny_world, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("pipeline")
-    world = base / "raw"
-    generate_world(world, preset="tiny", seed=0, workers=1)
+    world = shutil.copytree(tiny_world, base / "raw")  # the corrupt-image test truncates a file
     return world_params(world, base)
 
 
@@ -96,14 +98,12 @@ def task_runs(flow_run_id) -> dict[str, object]:
 def test_corrupt_image_stops_the_flow_before_training(harness, params_file, run_overrides):
     params = load_params(params_file, run_overrides)
     prepare_manifests(params)
-    manifest = read_manifest(Path(params.data.manifests_dir) / "market-syn.parquet")
+    manifest = read_manifest(manifest_path(params, "market-syn"))
     victim = Path(manifest[manifest["split"] == "gallery"]["path"].iloc[3])
     original = victim.read_bytes()
     try:
         victim.write_bytes(original[: len(original) // 2])  # a truncated copy
-        state = pipeline_flow(
-            params_path=str(params_file), overrides=run_overrides, return_state=True
-        )
+        state = pipeline_flow(params_path=str(params_file), overrides=run_overrides, return_state=True)
     finally:
         victim.write_bytes(original)
     assert state.is_failed()
@@ -142,17 +142,17 @@ class Preempted(Callback):
             raise RuntimeError(f"simulated preemption at step {step}")
 
 
-def test_train_retry_resumes_and_a_rejected_model_fails_the_flow(
-    harness, params_file, run_overrides
-):
+def test_train_retry_resumes_and_a_rejected_model_fails_the_flow(harness, params_file, run_overrides):
     overrides = [*run_overrides, CLOSED_GATE]
     fault = Preempted(at=3)
     pipeline.TRAIN_CALLBACKS.append(lambda: fault)
     try:
         state = pipeline_flow(
-            params_path=str(params_file), overrides=overrides, fail_on_reject=True,
+            params_path=str(params_file),
+            overrides=overrides,
+            fail_on_reject=True,
             return_state=True,
-        )  # fmt: skip
+        )
     finally:
         pipeline.TRAIN_CALLBACKS.clear()
 
@@ -193,6 +193,8 @@ def test_train_task_runs_two_torchrun_ranks_retries_a_crash_and_stops_on_a_user_
     summary = state.result()
     assert summary["train"] == {"step": 4, "best_step": 4, "attempt": 1, "resumed": False}
     assert summary["evaluation"]["source"] == "recorded"  # rank 0's evaluation of best.pt
+    # the flow's gate judged the report `dynamix promote` (the DVC stage) judges too
+    assert summary["evaluation"] == candidate_evaluation(load_params(params_file, overrides))
     out = Path(load_params(params_file, overrides).train.out_dir)
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
     assert len(last["ranks"]) == 2  # both ranks' sampler and RNG states: a 2-process run
@@ -215,10 +217,10 @@ def test_train_task_runs_two_torchrun_ranks_retries_a_crash_and_stops_on_a_user_
     assert len(torch.load(out / "last.pt", weights_only=False)["ranks"]) == 2
     monkeypatch.setattr(pipeline, "TRAIN_WORKER", "flows.train_worker")
 
-    bad = [*overrides, "train.loss.single_negatives=nearby"]
+    bad = [*overrides, "model.pretrained_path=/nonexistent/vit.pth"]  # each rank raises
     state = pipeline_flow(params_path=str(params_file), overrides=bad, return_state=True)
     assert state.is_failed()
-    assert "single_negatives" in state.message and "nearby" in state.message
+    assert "/nonexistent/vit.pth: pretrained weights file not found" in state.message
     runs = task_runs(state.state_details.flow_run_id)
     assert runs["train"].run_count == 1 and runs["train"].state.is_failed()  # no retry
 
@@ -230,8 +232,9 @@ def test_resume_plan_only_trusts_a_matching_checkpoint(params_file, tmp_path):
     params = params_with()
     save_checkpoint({"step": 3, "params": to_dict(params)}, tmp_path / "last.pt")
     assert pipeline.resume_plan(params, attempt=2, resume=False) == (
-        True, f"attempt 2: resuming {tmp_path / 'last.pt'} at step 3",
-    )  # fmt: skip
+        True,
+        f"attempt 2: resuming {tmp_path / 'last.pt'} at step 3",
+    )
     assert pipeline.resume_plan(params_with("train.num_workers=3"), attempt=2, resume=False)[0]
     resumed, why = pipeline.resume_plan(params_with("train.lr=0.1"), attempt=2, resume=False)
     assert not resumed and "written with other params" in why
@@ -252,9 +255,7 @@ def test_served_deployment_trains_logs_and_promotes(harness, params_file, run_ov
     async def trigger_and_serve_once():
         runner = Runner(name="test-serve", limit=1)
         await runner.aadd_deployment(deployment)
-        flow_run = await run_deployment(
-            "dynamix-pipeline/local", parameters={"overrides": overrides}, timeout=0
-        )
+        flow_run = await run_deployment("dynamix-pipeline/local", parameters={"overrides": overrides}, timeout=0)
         await runner.start(run_once=True)  # picks the run up, returns when it has ended
         async with get_client() as client:
             return await client.read_flow_run(flow_run.id)
@@ -265,9 +266,14 @@ def test_served_deployment_trains_logs_and_promotes(harness, params_file, run_ov
     assert flow_run.parameters["params_path"] == str(params_file)
     runs = task_runs(flow_run.id)
     assert set(runs) == {
-        "resolve-data", "prepare-manifests", "validate-data", "train", "evaluate",
-        "log-outputs", "promote",
-    }  # fmt: skip
+        "resolve-data",
+        "prepare-manifests",
+        "validate-data",
+        "train",
+        "evaluate",
+        "log-outputs",
+        "promote",
+    }
     assert all(t.state.is_completed() for t in runs.values())
     assert runs["train"].run_count == 1
 
@@ -305,12 +311,12 @@ def test_served_deployment_trains_logs_and_promotes(harness, params_file, run_ov
     assert f"version **{version.version}**" in promotion
 
 
-def test_resolve_data_restores_the_dvc_version(params_file, tmp_path):
+def test_resolve_data_restores_the_dvc_version(params_file, tiny_world, tmp_path):
     """The resolve-data task on a real DVC repo: up to date, restored from the cache,
     regenerated (deterministic synth) when the cache is gone; untracked dirs left alone."""
     raw = tmp_path / "data" / "raw"
     Repo.init(str(tmp_path), no_scm=True)
-    generate_world(raw, preset="tiny", seed=0, workers=1)
+    shutil.copytree(tiny_world, raw)  # what `data.preset=tiny data.seed=0` generates
     with Repo(str(tmp_path)) as repo:
         repo.add(str(raw))
     dvc_file = (tmp_path / "data" / "raw.dvc").read_text()

@@ -1,4 +1,4 @@
-"""The tiny synthetic world shared by the trainer tests (generated once per session)."""
+"""The trainer tests' params: the session's tiny world with its manifests prepared."""
 
 from __future__ import annotations
 
@@ -8,15 +8,11 @@ import pytest
 
 from dynamix.config import load_params
 from dynamix.prepare import prepare_manifests
-from dynamix.synth import generate_world
 
 
 @pytest.fixture(scope="session")
-def params_file(world_params, tmp_path_factory) -> Path:
-    """The repo's params.yaml pointed at a tiny world, with its manifests prepared."""
-    base = tmp_path_factory.mktemp("train")
-    world = base / "raw"
-    generate_world(world, preset="tiny", seed=0, workers=2)
-    path = world_params(world, base)
+def params_file(world_params, tiny_world, tmp_path_factory) -> Path:
+    """The repo's params.yaml pointed at the shared tiny world, with its manifests prepared."""
+    path = world_params(tiny_world, tmp_path_factory.mktemp("train"))
     prepare_manifests(load_params(path))
     return path

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from state_compare import assert_same
-from tiny import TINY
+from tiny_pipeline import TINY
 
 from dynamix.centroids import CentroidBank
 from dynamix.train import distributed
@@ -108,10 +108,21 @@ def test_helpers_are_no_ops_in_one_process():
 def torchrun(params_file: Path, out: Path, dump: Path, *extra: str, kill_at: int = 0):
     sets = [a for s in [*TINY, f"train.out_dir={out}"] for a in ("--set", s)]
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), str(dump),
-        "train", "--params", str(params_file), "--no-progress", *sets, *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(WORKER),
+        str(dump),
+        "train",
+        "--params",
+        str(params_file),
+        "--no-progress",
+        *sets,
+        *extra,
+    ]
     env = {**child_env(), "DDP_WORKER_KILL_AT": str(kill_at)}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -150,8 +161,12 @@ def test_ddp_run_keeps_centroid_banks_identical_across_ranks(ddp_run):
 def test_ddp_run_writes_each_output_once_from_rank_0(ddp_run):
     out = ddp_run / "run"
     assert {p.name for p in out.iterdir()} == {
-        "last.pt", "best.pt", "metrics.json", "log.jsonl", "params.json",
-    }  # fmt: skip
+        "last.pt",
+        "best.pt",
+        "metrics.json",
+        "log.jsonl",
+        "params.json",
+    }
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in lines if r["event"] == "step"]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]  # one writer, no duplicates
@@ -185,8 +200,21 @@ def test_relaunch_args_parse_back_to_the_same_command():
     from dynamix.train.cli import relaunch_args
 
     parser = build_parser()
-    argv = ["--log-level", "WARNING", "train", "--params", "p.yaml", "--set", "a.b=1",
-            "--set", "c=2", "--resume", "--metrics-out", "m.json", "--no-progress"]  # fmt: skip
+    argv = [
+        "--log-level",
+        "WARNING",
+        "train",
+        "--params",
+        "p.yaml",
+        "--set",
+        "a.b=1",
+        "--set",
+        "c=2",
+        "--resume",
+        "--metrics-out",
+        "m.json",
+        "--no-progress",
+    ]
     args = parser.parse_args(argv)
     again = parser.parse_args(relaunch_args(args))
     assert vars(again) == vars(args)
@@ -207,11 +235,19 @@ def test_nproc_per_node_must_be_a_positive_integer(monkeypatch):
 def test_train_command_with_nproc_per_node_starts_torchrun(params_file, tmp_path):
     """``dynamix train --set train.nproc_per_node=2`` from one plain process: 2 gloo ranks."""
     out = tmp_path / "run"
-    sets = [*TINY, "train.iters=2", "train.eval_every=2", f"train.out_dir={out}",
-            "train.nproc_per_node=2"]  # fmt: skip
-    cmd = [sys.executable, "-m", "dynamix.cli", "train", "--params", str(params_file),
-           "--no-progress", "--metrics-out", str(tmp_path / "m.json"),
-           *[a for s in sets for a in ("--set", s)]]  # fmt: skip
+    sets = [*TINY, "train.iters=2", "train.eval_every=2", f"train.out_dir={out}", "train.nproc_per_node=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dynamix.cli",
+        "train",
+        "--params",
+        str(params_file),
+        "--no-progress",
+        "--metrics-out",
+        str(tmp_path / "m.json"),
+        *[a for s in sets for a in ("--set", s)],
+    ]
     env = {k: v for k, v in child_env().items() if k != "TORCHELASTIC_RUN_ID"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
