@@ -93,9 +93,7 @@ def input_pipeline(quick: bool) -> Measurement:
         reset_peak_rss()
         for h, w in SIZES:
             ours = ManifestImageDataset(paths, transform=build_transforms((h, w), train=True))
-            two = ManifestImageDataset(
-                paths, transform=build_transforms((h, w), train=True), two_views=True
-            )
+            two = ManifestImageDataset(paths, transform=build_transforms((h, w), train=True), two_views=True)
             base = ManifestImageDataset(paths, transform=v1_transforms((h, w)))
             images_per_second(ours, 20)  # warm-up: imports, first decode
             images_per_second(base, 20)

@@ -43,18 +43,26 @@ DEMO_PAIRS = 6
 # A short ViT-Tiny run on the synthetic world's 128×64 crops; relabeling off (its extra
 # feature pass is the same in both arms); one evaluation and one checkpoint at the end.
 COMMON = [
-    "model.drop_path_rate=0.0", "train.num_workers=0", "train.warmup_iters=2",
-    "train.relabel.enabled=false", "train.sampler.p_m=4", "train.sampler.p_s=4",
-    "train.sampler.k=4", "tracking.ranked_list_queries=0",
-]  # fmt: skip
+    "model.drop_path_rate=0.0",
+    "train.num_workers=0",
+    "train.warmup_iters=2",
+    "train.relabel.enabled=false",
+    "train.sampler.p_m=4",
+    "train.sampler.p_s=4",
+    "train.sampler.k=4",
+    "tracking.ranked_list_queries=0",
+]
 QUICK = ["model.img_height=64", "model.img_width=32", "train.eval_batch_size=64"]
 
 
 def overrides(iters: int, quick: bool) -> list[str]:
     return [
-        *COMMON, *(QUICK if quick else []),
-        f"train.iters={iters}", f"train.eval_every={iters}", f"train.checkpoint_every={iters}",
-    ]  # fmt: skip
+        *COMMON,
+        *(QUICK if quick else []),
+        f"train.iters={iters}",
+        f"train.eval_every={iters}",
+        f"train.checkpoint_every={iters}",
+    ]
 
 
 def direct(params_path: Path, sets: list[str]) -> float:
@@ -69,9 +77,7 @@ def direct(params_path: Path, sets: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def wrapped(
-    params_path: Path, sets: list[str], iters: int, gate_reuse: bool = False
-) -> tuple[float, dict[str, float]]:
+def wrapped(params_path: Path, sets: list[str], iters: int, gate_reuse: bool = False) -> tuple[float, dict[str, float]]:
     """One flow run: its seconds and its seconds per task. Unless ``gate_reuse``, the
     data gate's last pass is forgotten first (a first run on new data: every image is
     opened)."""
@@ -95,9 +101,7 @@ def task_seconds(flow_run_id: Any, total: float) -> dict[str, float]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     out = {
         r.name.rsplit("-", 1)[0]: round((r.end_time - r.start_time).total_seconds(), 2)
         for r in runs
@@ -129,10 +133,13 @@ def row(tag: str, steps: int, direct_s: float, wrapped_s: float) -> dict[str, An
     extra = wrapped_s - direct_s
     print(f"  {tag}: direct {direct_s:.1f}s, wrapped {wrapped_s:.1f}s", flush=True)
     return {
-        "run": tag, "steps": steps, "direct_s": round(direct_s, 2),
-        "wrapped_s": round(wrapped_s, 2), "overhead_s": round(extra, 2),
+        "run": tag,
+        "steps": steps,
+        "direct_s": round(direct_s, 2),
+        "wrapped_s": round(wrapped_s, 2),
+        "overhead_s": round(extra, 2),
         "overhead": f"{extra / direct_s:.1%}",
-    }  # fmt: skip
+    }
 
 
 def arm_overrides(root: Path, arm: str, tag: str, sets: list[str]) -> list[str]:
@@ -141,8 +148,9 @@ def arm_overrides(root: Path, arm: str, tag: str, sets: list[str]) -> list[str]:
     return [*sets, f"train.out_dir={out}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}"]
 
 
-def measure_pair(params_path: Path, root: Path, tag: str, sets: list[str], steps: int,
-                 wrapped_first: bool) -> dict[str, Any]:  # fmt: skip
+def measure_pair(
+    params_path: Path, root: Path, tag: str, sets: list[str], steps: int, wrapped_first: bool
+) -> dict[str, Any]:
     """Both arms once on the same params (``sets`` + each arm's own out_dir and store)."""
     times = {}
     for arm in ("wrapped", "direct") if wrapped_first else ("direct", "wrapped"):
@@ -189,13 +197,15 @@ def measure_demo(
                 direct_s = direct(params_path, arm_overrides(root, "direct", tag, sets))
                 direct_cpu = server.seconds() - cpu_before
         tasks.append(seconds_per_task)
-        rows.append({
-            **row(f"demo, pair {i + 1} ({order[0]} first)", steps, direct_s, wrapped_s),
-            "flow_own_s": round(sum(v for k, v in seconds_per_task.items() if k != "train"), 2),
-            "train_task_s": seconds_per_task["train"],
-            "server_cpu_wrapped_s": round(wrapped_cpu, 2),
-            "server_cpu_direct_s": round(direct_cpu, 2),
-        })  # fmt: skip
+        rows.append(
+            {
+                **row(f"demo, pair {i + 1} ({order[0]} first)", steps, direct_s, wrapped_s),
+                "flow_own_s": round(sum(v for k, v in seconds_per_task.items() if k != "train"), 2),
+                "train_task_s": seconds_per_task["train"],
+                "server_cpu_wrapped_s": round(wrapped_cpu, 2),
+                "server_cpu_direct_s": round(direct_cpu, 2),
+            }
+        )
     start = time.perf_counter()
     validate_data(load_params(params_path, wrapped_sets), reuse=True)
     gate_reused_s = time.perf_counter() - start
@@ -236,9 +246,7 @@ def demo_world_params(root: Path) -> Path:
     return params_for_world(world, root / "default")
 
 
-@benchmark(
-    "pipeline_overhead", "Prefect + MLflow + GX pipeline flow vs the trainer called directly"
-)
+@benchmark("pipeline_overhead", "Prefect + MLflow + GX pipeline flow vs the trainer called directly")
 def pipeline_overhead(quick: bool) -> Measurement:
     """Tiny world at two lengths (the fixed / per-step split), then the interleaved pairs:
     the demo recipe itself in full mode (params.yaml unchanged on the default world), two
@@ -263,9 +271,7 @@ def pipeline_overhead(quick: bool) -> Measurement:
             sets = overrides(n, quick)
             rows.append(measure_pair(params_path, root, f"tiny-{n}", sets, n, i % 2 == 1))
         iters = load_params(demo_params, demo_sets).train.iters
-        demo_rows, demo_tasks, demo = measure_demo(
-            demo_params, root, demo_sets, iters, pairs, server
-        )
+        demo_rows, demo_tasks, demo = measure_demo(demo_params, root, demo_sets, iters, pairs, server)
         rows += demo_rows
         peak = peak_rss_gib()
     (n1, r1), (n2, r2) = ((r["steps"], r) for r in rows[:2])

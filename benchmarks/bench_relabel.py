@@ -41,9 +41,13 @@ def thresholds() -> dict[str, Any]:
 
     rc = load_params(Path(__file__).resolve().parents[1] / "params.yaml").train.relabel
     return dict(
-        tau_filter=rc.tau_filter, tau_relabel=rc.tau_relabel, margin=rc.margin,
-        tau_merge=rc.tau_merge, topk=rc.topk, mutual=rc.mutual,
-    )  # fmt: skip
+        tau_filter=rc.tau_filter,
+        tau_relabel=rc.tau_relabel,
+        margin=rc.margin,
+        tau_merge=rc.tau_merge,
+        topk=rc.topk,
+        mutual=rc.mutual,
+    )
 
 
 def ivf_nlist(num_ids: int) -> int:
@@ -76,9 +80,7 @@ class Round:
         w = self.world
         reset_peak_rss()
         start = time.perf_counter()
-        result = relabel_round(
-            w.features[rows], w.labels[rows], self.bank, self.single, nlist=nlist, **self.kw
-        )
+        result = relabel_round(w.features[rows], w.labels[rows], self.bank, self.single, nlist=nlist, **self.kw)
         return time.perf_counter() - start, peak_rss_gib(), result
 
     def merge_seconds(self, nlist: int) -> float:
@@ -97,8 +99,7 @@ class Round:
         t_sub, _, _ = self.run(0, slice(0, sub))
         t_merge = self.merge_seconds(0)
         est = t_merge + (t_sub - t_merge) * n / sub
-        return est, {"subset_images": sub, "subset_seconds": round(t_sub, 2),
-                     "merge_seconds": round(t_merge, 2)}  # fmt: skip
+        return est, {"subset_images": sub, "subset_seconds": round(t_sub, 2), "merge_seconds": round(t_merge, 2)}
 
     def quality(self, labels: np.ndarray) -> dict[str, float]:
         from dynamix.relabel import label_quality
@@ -139,9 +140,7 @@ def dbscan_labels(features: np.ndarray) -> np.ndarray:
     dist = features @ features.T  # (N, N) fp32
     np.subtract(1.0, dist, out=dist)
     np.maximum(dist, 0.0, out=dist)
-    return DBSCAN(eps=DBSCAN_EPS, min_samples=DBSCAN_MIN_SAMPLES, metric="precomputed").fit_predict(
-        dist
-    )
+    return DBSCAN(eps=DBSCAN_EPS, min_samples=DBSCAN_MIN_SAMPLES, metric="precomputed").fit_predict(dist)
 
 
 def timed(fn, *args) -> tuple[float, float, Any]:
@@ -198,9 +197,7 @@ def scaling_row(rnd: Round, repeats: int, quick: bool) -> dict[str, Any]:
 
 def headline(n: int, c: int, dim: int, rows_spec, quick: bool) -> Measurement:
     """IVF round at (n, c) measured once, exact extrapolated; smaller rows in full."""
-    rows = [
-        scaling_row(Round(make_world(rn, rc, dim, seed=1)), 3, quick) for rn, rc in rows_spec[:-1]
-    ]
+    rows = [scaling_row(Round(make_world(rn, rc, dim, seed=1)), 3, quick) for rn, rc in rows_spec[:-1]]
     world = make_world(n, c, dim, seed=0)
     rnd = Round(world)
     nlist = ivf_nlist(c) or max(c // 100, 1)
@@ -209,8 +206,13 @@ def headline(n: int, c: int, dim: int, rows_spec, quick: bool) -> Measurement:
     sub = n // 4 if quick else min(n, 100_000 if dim <= 256 else 25_000)
     exact_est, exact_info = rnd.exact_extrapolated(sub)
     before, after = rnd.quality(world.labels), rnd.quality(result.labels)
-    last = {"images": n, "ids": c, "exact_s": f"{exact_est:,.1f} (extrapolated)",
-            "ivf_s": round(seconds, 3), "ivf_gib": round(peak, 2)}  # fmt: skip
+    last = {
+        "images": n,
+        "ids": c,
+        "exact_s": f"{exact_est:,.1f} (extrapolated)",
+        "ivf_s": round(seconds, 3),
+        "ivf_gib": round(peak, 2),
+    }
     last.update(baselines(rnd, None, quick))
     last.update(ari_before=before["ari"], ari_after=after["ari"])
     rows.append(last)

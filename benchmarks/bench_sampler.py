@@ -97,9 +97,7 @@ def sampler(quick: bool) -> Measurement:
 
     reset_peak_rss()
     start = time.perf_counter()
-    s = MixedBatchSampler(
-        labels, camids, single, p_m=P_M, p_s=P_S, k=K, matching=True, centroids=bank, seed=0
-    )
+    s = MixedBatchSampler(labels, camids, single, p_m=P_M, p_s=P_S, k=K, matching=True, centroids=bank, seed=0)
     batches = iter(s)
     first = next(batches)
     t_first = time.perf_counter() - start

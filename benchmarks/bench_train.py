@@ -33,9 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHS = {"ViT-S/16": "vit_small_patch16_224", "ViT-B/16": "vit_base_patch16_224"}
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device name.
 PEAK_BF16_TFLOPS = {
-    "H200": 989.4, "H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 756.0,
-    "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2,
-}  # fmt: skip
+    "H200": 989.4,
+    "H100 SXM": 989.4,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.2,
+}
 
 
 def world_params(root: Path) -> Path:
@@ -80,11 +88,20 @@ def make_trainer(params_path: Path, out: Path, arch: str, size, device: str, lay
             self.bank.finish_init()
 
     p_m, p_s, k = layout
-    params = load_params(params_path, [
-        f"model.arch={arch}", f"model.img_height={size[0]}", f"model.img_width={size[1]}",
-        f"train.device={device}", "train.num_workers=0", f"train.out_dir={out}",
-        f"train.sampler.p_m={p_m}", f"train.sampler.p_s={p_s}", f"train.sampler.k={k}",
-    ])  # fmt: skip
+    params = load_params(
+        params_path,
+        [
+            f"model.arch={arch}",
+            f"model.img_height={size[0]}",
+            f"model.img_width={size[1]}",
+            f"train.device={device}",
+            "train.num_workers=0",
+            f"train.out_dir={out}",
+            f"train.sampler.p_m={p_m}",
+            f"train.sampler.p_s={p_s}",
+            f"train.sampler.k={k}",
+        ],
+    )
     return BenchTrainer(params)
 
 
@@ -131,9 +148,7 @@ def bare_step_fn(trainer):
 
     m = trainer.model
     pm = trainer.params.model
-    model = ReIDModel(
-        m.arch, m.img_size, None, pm.drop_path_rate, depth=pm.depth, global_pool=pm.global_pool
-    )
+    model = ReIDModel(m.arch, m.img_size, None, pm.drop_path_rate, depth=pm.depth, global_pool=pm.global_pool)
     model = model.to(trainer.device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -150,8 +165,7 @@ def bare_step_fn(trainer):
 
 
 def measure(params_path: Path, tmp: Path, name: str, size, device: str, layout, steps: int):
-    trainer = make_trainer(params_path, tmp / name.replace("/", "_"), ARCHS[name], size, device,
-                           layout)  # fmt: skip
+    trainer = make_trainer(params_path, tmp / name.replace("/", "_"), ARCHS[name], size, device, layout)
     batches = real_batches(trainer, 3)
     trainer.train_step(*batches[0])  # warm-up: allocator, autocast caches
     flops = step_flops(trainer, batches[1])
@@ -163,19 +177,23 @@ def measure(params_path: Path, tmp: Path, name: str, size, device: str, layout, 
     batch = len(batches[0][2])
     t, tb = statistics.median(ours), statistics.median(base)
     row: dict[str, Any] = {
-        "model": name, "input": f"{size[0]}×{size[1]}", "batch": batch,
-        "step_s": round(t, 4), "img_s": round(batch / t, 2),
-        "gflop_per_step": round(flops / 1e9, 1), "achieved_tflop_s": round(flops / t / 1e12, 3),
-        "bare_step_s": round(tb, 4), "bare_img_s": round(batch / tb, 2),
-    }  # fmt: skip
+        "model": name,
+        "input": f"{size[0]}×{size[1]}",
+        "batch": batch,
+        "step_s": round(t, 4),
+        "img_s": round(batch / t, 2),
+        "gflop_per_step": round(flops / 1e9, 1),
+        "achieved_tflop_s": round(flops / t / 1e12, 3),
+        "bare_step_s": round(tb, 4),
+        "bare_img_s": round(batch / tb, 2),
+    }
     del trainer
     return row, t, tb
 
 
 @benchmark("train_step_cpu", "Trainer.train_step images/s, ViT-S/16 and ViT-B/16 at 256x128, CPU")
 def train_step_cpu(quick: bool) -> Measurement:
-    cases = [("ViT-S/16", (64, 32))] if quick else [("ViT-S/16", (256, 128)),
-                                                    ("ViT-B/16", (256, 128))]  # fmt: skip
+    cases = [("ViT-S/16", (64, 32))] if quick else [("ViT-S/16", (256, 128)), ("ViT-B/16", (256, 128))]
     steps = 2 if quick else 5
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,8 +242,7 @@ def faiss_gpu_vs_cpu(num_images: int, num_ids: int, dim: int) -> dict[str, Any]:
     for name, use_gpu in (("gpu", True), ("cpu", False)):
         rnd.bank.load_state_dict(rnd.snapshot)
         start = time.perf_counter()
-        relabel_round(rnd.world.features, rnd.world.labels, rnd.bank, rnd.single,
-                      use_gpu=use_gpu, **rnd.kw)  # fmt: skip
+        relabel_round(rnd.world.features, rnd.world.labels, rnd.bank, rnd.single, use_gpu=use_gpu, **rnd.kw)
         out[f"faiss_{name}_s"] = round(time.perf_counter() - start, 2)
     out["speedup"] = round(out["faiss_cpu_s"] / out["faiss_gpu_s"], 1)
     return out

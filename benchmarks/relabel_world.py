@@ -63,9 +63,7 @@ def make_world(
     video = rng.standard_normal((num_ids, dim), dtype=np.float32) * (video_sigma / dim**0.5)
 
     per_id = num_images // num_ids  # every id gets this many, the rest go to random ids
-    labels = np.concatenate(
-        [np.repeat(np.arange(num_ids), per_id), rng.integers(0, num_ids, num_images % num_ids)]
-    )
+    labels = np.concatenate([np.repeat(np.arange(num_ids), per_id), rng.integers(0, num_ids, num_images % num_ids)])
     labels = labels[rng.permutation(num_images)]
     true_ids = person_of_id[labels]
     switched = rng.random(num_images) < switch_rate

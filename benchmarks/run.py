@@ -80,9 +80,7 @@ def run_in_subprocess(name: str, quick: bool, timeout: float) -> dict[str, Any] 
     return result
 
 
-def entry(
-    result: dict[str, Any], machine: dict[str, Any], quick: bool, busy: float
-) -> dict[str, Any]:
+def entry(result: dict[str, Any], machine: dict[str, Any], quick: bool, busy: float) -> dict[str, Any]:
     base = result["baseline_seconds"]
     params = dict(
         result["params"],
@@ -191,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list benchmarks and exit")
     parser.add_argument("--results", type=Path, help="JSON to merge into (default by mode)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark")
-    parser.add_argument(
-        "--max-wait", type=float, default=600, help="seconds to wait for an idle CPU per case"
-    )
+    parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait for an idle CPU per case")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -52,9 +52,7 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def _identity_gather(
-    features: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _identity_gather(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return features, labels
 
 
@@ -198,12 +196,8 @@ class CentroidBank:
             return 0
         involved = torch.unique(torch.cat([moved, mapping[moved]]))  # (I,)
         weights = self.counts[involved].clamp(min=1).float()
-        reps, sums, _ = group_sum(
-            self.centroids.index_select(0, involved), mapping[involved], weights
-        )
-        group_counts = torch.zeros_like(self.counts).index_add_(
-            0, mapping[involved], self.counts[involved]
-        )[reps]
+        reps, sums, _ = group_sum(self.centroids.index_select(0, involved), mapping[involved], weights)
+        group_counts = torch.zeros_like(self.counts).index_add_(0, mapping[involved], self.counts[involved])[reps]
         self.centroids.index_copy_(0, reps, F.normalize(sums, dim=1).to(self.dtype))
         self.counts[reps] = group_counts
         self.centroids.index_fill_(0, moved, 0)

@@ -72,9 +72,7 @@ def image_facts(paths: Sequence[str], decode: np.ndarray) -> pd.DataFrame:
     decodes[~done] = pd.NA
     height, width = (pd.array(size[:, i], dtype="Int64") for i in (0, 1))
     height[~ok], width[~ok] = pd.NA, pd.NA
-    return pd.DataFrame(
-        {"file_exists": exists, "decodes": decodes, "height": height, "width": width}
-    )
+    return pd.DataFrame({"file_exists": exists, "decodes": decodes, "height": height, "width": width})
 
 
 def decode_mask(n: int, sample: int, seed: int) -> np.ndarray:

@@ -25,9 +25,7 @@ DEPLOYMENT_NAME = "local"
 DESCRIPTION = "DynaMix: data (DVC) -> GX gate -> train -> evaluate -> MLflow -> promote"
 
 
-def _parameters(
-    params_path: str, overrides: list[str] | None, fail_on_reject: bool
-) -> dict[str, Any]:
+def _parameters(params_path: str, overrides: list[str] | None, fail_on_reject: bool) -> dict[str, Any]:
     return {
         "params_path": params_path,
         "overrides": list(overrides or []),
@@ -83,19 +81,27 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.split("\n")[0])
     p.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name (default: local)")
     p.add_argument("--params", default="params.yaml", help="default params_path of the runs")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="default override for every run, e.g. train.device=cuda")  # fmt: skip
-    p.add_argument("--fail-on-reject", action="store_true",
-                   help="runs end Failed when the promotion gate rejects the model")  # fmt: skip
-    p.add_argument("--limit", type=int, default=1,
-                   help="runs at the same time (default 1: one training per machine)")  # fmt: skip
-    p.add_argument("--pool", default=None, metavar="WORK_POOL",
-                   help="register the deployment on this work pool and exit")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="default override for every run, e.g. train.device=cuda",
+    )
+    p.add_argument(
+        "--fail-on-reject", action="store_true", help="runs end Failed when the promotion gate rejects the model"
+    )
+    p.add_argument("--limit", type=int, default=1, help="runs at the same time (default 1: one training per machine)")
+    p.add_argument(
+        "--pool", default=None, metavar="WORK_POOL", help="register the deployment on this work pool and exit"
+    )
     args = p.parse_args(argv)
     if args.pool:
         deploy_to_pool(args.pool, args.name, args.params, args.set, args.fail_on_reject)
-        print(f"deployment dynamix-pipeline/{args.name} on work pool {args.pool}; start a worker "
-              f"with: prefect worker start --pool {args.pool}")  # fmt: skip
+        print(
+            f"deployment dynamix-pipeline/{args.name} on work pool {args.pool}; start a worker "
+            f"with: prefect worker start --pool {args.pool}"
+        )
         return
     # the runs' subprocesses inherit this: dynamix and flows logs reach the Prefect UI
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "dynamix,flows")

@@ -36,9 +36,7 @@ def tracked_trainer(
 
     trainer = Trainer(params, resume=resume, callbacks=list(callbacks))
     if trainer.is_main:
-        trainer.callbacks.append(
-            MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds_done)
-        )
+        trainer.callbacks.append(MlflowCallback(run_id, params.tracking.log_every, rounds_done=rounds_done))
     return trainer
 
 
@@ -58,9 +56,7 @@ def main(argv: list[str] | None = None, callbacks: Sequence[Callback] = ()) -> i
     """One rank; ``callbacks`` (rank 0 only, like every trainer callback) are for wrappers."""
     args = parse_args(argv)
     rank = os.environ.get("RANK", "0")
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
     from dynamix.train import distributed
     from flows.tracking import configure
 

@@ -56,10 +56,13 @@ def single_camera_features(params_path: str, checkpoint: str) -> dict[str, np.nd
         raise SystemExit("no ground truth for the single-camera data: synthetic worlds only")
     encoder = load_encoder(checkpoint)
     feats = extract_features(
-        encoder, table["path"].astype(str).to_numpy()[single].tolist(),
-        img_size=encoder.img_size, batch_size=256, num_workers=params.train.num_workers,
+        encoder,
+        table["path"].astype(str).to_numpy()[single].tolist(),
+        img_size=encoder.img_size,
+        batch_size=256,
+        num_workers=params.train.num_workers,
         device=torch.device("cpu"),
-    )  # fmt: skip
+    )
     return {
         "feats": feats.numpy(),
         "labels": table["train_pid"].to_numpy()[single],
@@ -84,30 +87,41 @@ def diagnose(data: dict[str, np.ndarray]) -> dict[str, Any]:
     video = majority(inverse, data["video"])  # (G,)
     wrong = person[inverse] != data["truth"]  # (S,) image carries another person's label
     report: dict[str, Any] = {
-        "images": len(feats), "ids": len(ids), "purity": float(1 - wrong.mean()),
-        "filter": {}, "move": {},
-    }  # fmt: skip
+        "images": len(feats),
+        "ids": len(ids),
+        "purity": float(1 - wrong.mean()),
+        "filter": {},
+        "move": {},
+    }
     every = np.ones(len(ids), bool)
     rules = {"tau_0.5": None, "mad_6": 6.0, "mad_4": 4.0, "mad_3": 3.0}
     for name, mad in rules.items():
         out = filter_and_relabel(
-            feats, inverse, centroids, every, tau_filter=0.5, tau_relabel=0.7, margin=0.1,
-            reassign=False, filter_mad=mad,
-        )  # fmt: skip
+            feats,
+            inverse,
+            centroids,
+            every,
+            tau_filter=0.5,
+            tau_relabel=0.7,
+            margin=0.1,
+            reassign=False,
+            filter_mad=mad,
+        )
         drop = out.filtered
         report["filter"][name] = {
-            "threshold": out.filter_threshold, "filtered": int(drop.sum()),
+            "threshold": out.filter_threshold,
+            "filtered": int(drop.sum()),
             "wrong_among_filtered": float(wrong[drop].mean()) if drop.any() else None,
             "purity_kept": float(1 - wrong[~drop].mean()),
-        }  # fmt: skip
+        }
     for margin in (0.1, 0.2, 0.3):
-        out = filter_and_relabel(feats, inverse, centroids, every, tau_filter=-1.0,
-                                 tau_relabel=0.7, margin=margin)  # fmt: skip
+        out = filter_and_relabel(feats, inverse, centroids, every, tau_filter=-1.0, tau_relabel=0.7, margin=margin)
         moved = out.relabeled
         right = person[out.labels[moved]] == data["truth"][moved]
         report["move"][f"margin_{margin}"] = {
-            "moved": int(moved.sum()), "right": float(right.mean()) if moved.any() else None,
-        }  # fmt: skip
+            "moved": int(moved.sum()),
+            "right": float(right.mean()) if moved.any() else None,
+        }
     sims, nbr = knn_search(centroids, centroids, 9)
     sims, nbr = sims[:, 1:], nbr[:, 1:]
     same, cross = person[nbr] == person[:, None], video[nbr] != video[:, None]
@@ -116,11 +130,10 @@ def diagnose(data: dict[str, np.ndarray]) -> dict[str, Any]:
             "edges": int((sims >= t).sum()),
             "precision": float(same[sims >= t].mean()) if (sims >= t).any() else None,
             "cross_video_edges": int(((sims >= t) & cross).sum()),
-            "cross_video_precision": float(same[(sims >= t) & cross].mean())
-            if ((sims >= t) & cross).any() else None,
+            "cross_video_precision": float(same[(sims >= t) & cross].mean()) if ((sims >= t) & cross).any() else None,
         }
         for t in (0.8, 0.9, 0.95, 0.98)
-    }  # fmt: skip
+    }
     report["true_duplicate_ids"] = int(len(ids) - len(np.unique(person)))
     return report
 
@@ -129,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default=str(REPO / "params.yaml"))
     ap.add_argument("--checkpoint", default=None, help="training checkpoint (momentum encoder)")
-    ap.add_argument(
-        "--features", default=None, help="features .npz: read if it exists, else written"
-    )
+    ap.add_argument("--features", default=None, help="features .npz: read if it exists, else written")
     ap.add_argument("--out", default=str(REPO / "reports" / "relabel_diagnostics.json"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

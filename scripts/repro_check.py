@@ -119,8 +119,7 @@ def drifted(new: dict[str, Any], ref: dict[str, Any]) -> list[str]:
             problems.append(f"drift: {key}: missing from {METRICS} (reference {want:g})")
         elif not abs(got - want) <= tol + 1e-12:
             problems.append(
-                f"drift: {key}: {got:.6g} vs reference {want:.6g} ({got - want:+.4g}), "
-                f"beyond tolerance {tol:g}"
+                f"drift: {key}: {got:.6g} vs reference {want:.6g} ({got - want:+.4g}), beyond tolerance {tol:g}"
             )
     return problems
 
@@ -137,8 +136,7 @@ def metrics_diff(repo: Path, reference: dict[str, Any]) -> str:
         sh(repo, "git", *GIT_ID, "commit", "-q", "--allow-empty", "-m", "reference metrics")
     finally:
         path.write_bytes(mine)
-    done = sh(repo, "dvc", "metrics", "diff", "HEAD", "--targets", METRICS, "--all", "--md",
-              "--precision", "4")  # fmt: skip
+    done = sh(repo, "dvc", "metrics", "diff", "HEAD", "--targets", METRICS, "--all", "--md", "--precision", "4")
     return done.stdout.strip()
 
 
@@ -175,13 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", type=Path, default=REFERENCE)
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="where the tiny repos go (default: a temp dir)")  # fmt: skip
+    ap.add_argument("--workdir", type=Path, default=None, help="where the tiny repos go (default: a temp dir)")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side")
-    ap.add_argument("--update-reference", action="store_true",
-                    help="write the first run's metrics as the new reference")  # fmt: skip
-    ap.add_argument("--reuse", type=Path, action="append", default=[], metavar="REPO",
-                    help="check finished tiny repos instead of running (1 or 2)")  # fmt: skip
+    ap.add_argument(
+        "--update-reference", action="store_true", help="write the first run's metrics as the new reference"
+    )
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="REPO",
+        help="check finished tiny repos instead of running (1 or 2)",
+    )
     args = ap.parse_args(argv)
     if len(args.reuse) > 2:
         ap.error("--reuse takes one or two repos")

@@ -21,15 +21,20 @@ import run as runner  # noqa: E402
 from relabel_world import make_world  # noqa: E402
 
 CPU_CASES = [
-    "relabel_1m_100k", "relabel_1m_100k_d768", "centroid_update", "sampler",
-    "input_pipeline", "train_step_cpu", "train_step_gpu", "large_world",
-]  # fmt: skip
+    "relabel_1m_100k",
+    "relabel_1m_100k_d768",
+    "centroid_update",
+    "sampler",
+    "input_pipeline",
+    "train_step_cpu",
+    "train_step_gpu",
+    "large_world",
+]
 
 
 def run_quick(tmp_path: Path, names: list[str]) -> dict:
     out = tmp_path / "quick.json"
-    cmd = [sys.executable, str(BENCH / "run.py"), "--quick", "--max-wait", "0",
-           "--results", str(out), "--only", *names]  # fmt: skip
+    cmd = [sys.executable, str(BENCH / "run.py"), "--quick", "--max-wait", "0", "--results", str(out), "--only", *names]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.with_suffix(".md").exists()
@@ -108,14 +113,30 @@ def test_synthetic_relabel_world_has_the_requested_noise():
 
 
 def test_render_markdown_sizes_and_row_tables():
-    machine = {"cpu": "X", "cores": 2, "ram_gib": 1.0, "torch": "t", "torch_threads": 2,
-               "device": "cpu", "python": "3", "load_avg_1m": 0.0}  # fmt: skip
+    machine = {
+        "cpu": "X",
+        "cores": 2,
+        "ram_gib": 1.0,
+        "torch": "t",
+        "torch_threads": 2,
+        "device": "cpu",
+        "python": "3",
+        "load_avg_1m": 0.0,
+    }
     results = {
-        "a": {"seconds": 2.0, "peak_rss_gib": 1.0, "baseline_seconds": 4.0,
-              "ratio_vs_baseline": 2.0, "machine": machine,
-              "params": {"sizes": "1M img", "rows_title": "scaling",
-                         "rows": [{"n": 10_000, "s": 0.5}, {"n": 1_000_000, "s": "not run"}]}},
-    }  # fmt: skip
+        "a": {
+            "seconds": 2.0,
+            "peak_rss_gib": 1.0,
+            "baseline_seconds": 4.0,
+            "ratio_vs_baseline": 2.0,
+            "machine": machine,
+            "params": {
+                "sizes": "1M img",
+                "rows_title": "scaling",
+                "rows": [{"n": 10_000, "s": 0.5}, {"n": 1_000_000, "s": "not run"}],
+            },
+        },
+    }
     md = runner.render_markdown(results)
     assert "| `a` | 1M img | 2.000 | 4.000 | 2.0× | 1.00 | M1 |" in md
     assert "`a`: scaling" in md and "| 10,000 | 0.5 |" in md and "| 1,000,000 | not run |" in md
@@ -173,10 +194,7 @@ def test_pipeline_overhead_quick(tmp_path):
     assert [p["flow_own_s"] for p in pairs] == pytest.approx(own, abs=0.01)
     assert [p["train_task_s"] for p in pairs] == [t["train"] for t in tasks]
     extra_cpu = [p["server_cpu_wrapped_s"] - p["server_cpu_direct_s"] for p in pairs]
-    accounted = [
-        (o + c / os.cpu_count()) / p["direct_s"]
-        for o, c, p in zip(own, extra_cpu, pairs, strict=True)
-    ]
+    accounted = [(o + c / os.cpu_count()) / p["direct_s"] for o, c, p in zip(own, extra_cpu, pairs, strict=True)]
     assert demo["median_accounted_overhead_fraction"] == pytest.approx(median(accounted), abs=1e-4)
     # a later run on the same data skips decoding every image: its gate is the cheaper one
     assert demo["gate_reused_s"] < demo["gate_full_s"]

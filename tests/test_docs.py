@@ -62,9 +62,7 @@ def relative_links(path: Path) -> list[str]:
 def test_github_anchor_follows_githubs_rules():
     assert github_anchor("The tools' UIs") == "the-tools-uis"
     assert github_anchor("Multi-GPU training (DDP)") == "multi-gpu-training-ddp"
-    assert github_anchor("Checkpoints and snapshots: `dynamix s3`") == (
-        "checkpoints-and-snapshots-dynamix-s3"
-    )
+    assert github_anchor("Checkpoints and snapshots: `dynamix s3`") == ("checkpoints-and-snapshots-dynamix-s3")
 
 
 def test_link_checker_finds_links_and_skips_code(tmp_path):

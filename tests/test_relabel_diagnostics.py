@@ -34,8 +34,7 @@ def world() -> dict[str, np.ndarray]:
     junk = np.zeros(DIM, np.float32)
     junk[1] = 1.0
     rows.append(junk), labels.append(3), truth.append(1), video.append("b")
-    return {"feats": np.stack(rows), "labels": np.array(labels), "truth": np.array(truth),
-            "video": np.array(video)}  # fmt: skip
+    return {"feats": np.stack(rows), "labels": np.array(labels), "truth": np.array(truth), "video": np.array(video)}
 
 
 def test_diagnose_scores_filters_moves_and_merges_against_the_truth():

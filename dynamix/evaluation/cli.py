@@ -37,9 +37,7 @@ def load_distmat_npz(path: Path) -> dict[str, Any]:
                 )
             return {k: data[k] for k in NPZ_KEYS}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DynamixError(
-            f"{path}: not a readable .npz file ({exc}); save it with np.savez"
-        ) from exc
+        raise DynamixError(f"{path}: not a readable .npz file ({exc}); save it with np.savez") from exc
 
 
 def handler(args: argparse.Namespace) -> int:

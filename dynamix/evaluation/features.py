@@ -45,9 +45,7 @@ def resolve_device(device: str | torch.device | None, feats: Any) -> torch.devic
     return feats.device if isinstance(feats, torch.Tensor) else torch.device("cpu")
 
 
-def prepare_features(
-    feats: torch.Tensor, device: torch.device, metric: str, normalize: bool
-) -> torch.Tensor:
+def prepare_features(feats: torch.Tensor, device: torch.device, metric: str, normalize: bool) -> torch.Tensor:
     """fp32 features on ``device``; L2-normalised for cosine, and for euclidean if asked."""
     if metric not in METRICS:
         raise EvaluationInputError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -79,9 +77,7 @@ def check_feature_pair(q_feats: Any, g_feats: Any) -> tuple[torch.Tensor, torch.
     q = check_features(q_feats, "q_feats")
     g = check_features(g_feats, "g_feats")
     if q.shape[1] != g.shape[1]:
-        raise EvaluationInputError(
-            f"q_feats has dimension {q.shape[1]} but g_feats has {g.shape[1]}"
-        )
+        raise EvaluationInputError(f"q_feats has dimension {q.shape[1]} but g_feats has {g.shape[1]}")
     return q, g
 
 
@@ -137,9 +133,7 @@ def evaluate_features(
     """
     q, g = check_feature_pair(q_feats, g_feats)
     num_q, num_g = len(q), len(g)
-    qp, gp, qc, gc = check_ids(
-        q_pids, g_pids, q_camids, g_camids, num_q, num_g, f"features {num_q}×{num_g}"
-    )
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, num_q, num_g, f"features {num_q}×{num_g}")
     max_rank = check_max_rank(max_rank)
     rows = chunk_rows(num_g, block_size)
     if metric not in METRICS:
@@ -151,9 +145,7 @@ def evaluate_features(
     # On a GPU rank the whole chunk at once; on the CPU in cache-sized sub-blocks.
     sub_rows = block_rows_for(num_g, index, None) if dev.type == "cpu" else index.max_block_rows()
     with torch.inference_mode():
-        chunks = iter_distance_chunks(
-            q, g, metric=metric, normalize=normalize, rows=rows, device=dev
-        )
+        chunks = iter_distance_chunks(q, g, metric=metric, normalize=normalize, rows=rows, device=dev)
         for start, dist in chunks:
             stop = start + dist.shape[0]
             rank_into(acc, start, dist, qp_t[start:stop], qc_t[start:stop], index, sub_rows)

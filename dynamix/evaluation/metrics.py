@@ -60,9 +60,7 @@ class RankResult:
 
     def as_dict(self) -> dict[str, float | int]:
         """Plain floats for JSON: rank1/5/10 (those within ``max_rank``), mAP, mINP, …"""
-        out: dict[str, float | int] = {
-            f"rank{k}": self.rank(k) for k in (1, 5, 10) if k <= len(self.cmc)
-        }
+        out: dict[str, float | int] = {f"rank{k}": self.rank(k) for k in (1, 5, 10) if k <= len(self.cmc)}
         out.update(
             mAP=float(self.mAP),
             mINP=float(self.mINP),
@@ -72,9 +70,7 @@ class RankResult:
         return out
 
 
-def metrics_from_ranks(
-    rows: np.ndarray, ranks: np.ndarray, num_query: int, max_rank: int
-) -> RankResult:
+def metrics_from_ranks(rows: np.ndarray, ranks: np.ndarray, num_query: int, max_rank: int) -> RankResult:
     """Aggregate per-positive ranks into :class:`RankResult`.
 
     rows, ranks: (N,) int64, one entry per positive, sorted by (row, rank); ``rows`` are
@@ -183,9 +179,7 @@ def evaluate_rank(
     """
     dist = check_distmat(distmat)
     num_q, num_g = dist.shape
-    qp, gp, qc, gc = check_ids(
-        q_pids, g_pids, q_camids, g_camids, num_q, num_g, f"distmat {num_q}×{num_g}"
-    )
+    qp, gp, qc, gc = check_ids(q_pids, g_pids, q_camids, g_camids, num_q, num_g, f"distmat {num_q}×{num_g}")
     max_rank = check_max_rank(max_rank)
     index = GalleryIndex.build(gp, gc)
     rows = block_rows_for(num_g, index, block_size)

@@ -72,9 +72,7 @@ class GalleryIndex:
     col_bits: int
 
     @classmethod
-    def build(
-        cls, g_pids: np.ndarray, g_camids: np.ndarray, device: torch.device | str = "cpu"
-    ) -> GalleryIndex:
+    def build(cls, g_pids: np.ndarray, g_camids: np.ndarray, device: torch.device | str = "cpu") -> GalleryIndex:
         order = np.argsort(g_pids, kind="stable")
         pids, starts, counts = np.unique(g_pids[order], return_index=True, return_counts=True)
 
@@ -165,9 +163,7 @@ def encode_block(
     return codes_t[:n], codes_t[n:], torch.searchsorted(distinct, p_vals)
 
 
-def make_keys(
-    rows: torch.Tensor | None, codes: torch.Tensor, cols: torch.Tensor | None, col_bits: int
-) -> torch.Tensor:
+def make_keys(rows: torch.Tensor | None, codes: torch.Tensor, cols: torch.Tensor | None, col_bits: int) -> torch.Tensor:
     """Int64 keys ``row | code | column`` whose order is (row, distance, gallery index).
 
     rows, codes, cols: (K,) int64 → (K,); or rows = cols = None and codes (B, G) for a

@@ -95,9 +95,7 @@ def _ids(
     if not exclude:
         return None
     if any(a is None for a in ids):
-        raise EvaluationInputError(
-            "exclude_same_pid_camera needs q_pids, g_pids, q_camids and g_camids"
-        )
+        raise EvaluationInputError("exclude_same_pid_camera needs q_pids, g_pids, q_camids and g_camids")
     return check_ids(*ids, num_q, num_g, source)
 
 
@@ -158,7 +156,5 @@ def topk_gallery(
     dev = resolve_device(device, q_feats)
     rows = chunk_rows(len(g), block_size)
     with torch.inference_mode():
-        chunks = iter_distance_chunks(
-            q, g, metric=metric, normalize=normalize, rows=rows, device=dev
-        )
+        chunks = iter_distance_chunks(q, g, metric=metric, normalize=normalize, rows=rows, device=dev)
         return _collect(chunks, len(q), k, _Exclusion(ids, dev))

@@ -106,9 +106,7 @@ def _draw_tile(
     b = layout.border
     draw.rectangle([x, y, x + layout.tile_w - 1, y + layout.cell_h + 2 * b - 1], fill=colour)
     if image is None:
-        draw.rectangle(
-            [x + b, y + b, x + b + layout.cell_w - 1, y + b + layout.cell_h - 1], fill=EMPTY
-        )
+        draw.rectangle([x + b, y + b, x + b + layout.cell_w - 1, y + b + layout.cell_h - 1], fill=EMPTY)
     else:
         canvas.paste(image, (x + b, y + b))
     ty = y + layout.cell_h + 2 * b + 1
@@ -133,9 +131,7 @@ def _ranked_lists(
         ranked, dists = np.asarray(ranked), None
         if ranked.ndim == 2 and ranked.dtype.kind == "f":
             if ranked.shape != (num_q, num_g):
-                raise EvaluationInputError(
-                    f"distmat must have shape ({num_q}, {num_g}), got {ranked.shape}"
-                )
+                raise EvaluationInputError(f"distmat must have shape ({num_q}, {num_g}), got {ranked.shape}")
             top = topk_from_distmat(
                 ranked[sel],
                 topk,
@@ -147,8 +143,7 @@ def _ranked_lists(
             return top.indices, top.distances
     if ranked.ndim != 2 or ranked.shape[0] != num_q or ranked.dtype.kind not in "iu":
         raise EvaluationInputError(
-            f"ranked indices must be integers of shape ({num_q}, n), got {ranked.dtype} "
-            f"{ranked.shape}"
+            f"ranked indices must be integers of shape ({num_q}, n), got {ranked.dtype} {ranked.shape}"
         )
     if ranked.size and ranked.max() >= num_g:
         raise EvaluationInputError(f"ranked indices must be < {num_g} (the gallery size)")
@@ -196,14 +191,10 @@ def plot_ranked_list(
         len(gallery_paths),
         "the image path lists",
     )
-    rows = (
-        list(query_indices) if query_indices is not None else list(range(min(num_queries, len(qp))))
-    )
+    rows = list(query_indices) if query_indices is not None else list(range(min(num_queries, len(qp))))
     bad = [q for q in rows if not 0 <= q < len(qp)]
     if bad or not rows or topk < 1:
-        raise EvaluationInputError(
-            f"need topk >= 1 and query indices in [0, {len(qp)}), got topk={topk}, rows={rows}"
-        )
+        raise EvaluationInputError(f"need topk >= 1 and query indices in [0, {len(qp)}), got topk={topk}, rows={rows}")
     ranked, dists = _ranked_lists(ranked_indices_or_distmat, rows, (qp, gp, qc, gc), topk)
     layout = layout or RankedListLayout(topk=topk, num_rows=len(rows))
     if layout.topk != topk or layout.num_rows != len(rows):

@@ -101,13 +101,17 @@ class CentroidLoss(nn.Module):
     ) -> torch.Tensor:
         with torch.autocast(device_type=features.device.type, enabled=False):
             return self._loss(
-                features.float(), labels, centroids.detach(), weights, valid_mask, generator,
-                id_groups, extra_ids,
-            )  # fmt: skip
+                features.float(),
+                labels,
+                centroids.detach(),
+                weights,
+                valid_mask,
+                generator,
+                id_groups,
+                extra_ids,
+            )
 
-    def _loss(
-        self, features, labels, centroids, weights, valid_mask, generator, id_groups, extra_ids
-    ) -> torch.Tensor:
+    def _loss(self, features, labels, centroids, weights, valid_mask, generator, id_groups, extra_ids) -> torch.Tensor:
         # fp32 even under autocast: logits reach 1/τ = 20 where bf16 steps are 0.125.
         labelled = labels >= 0  # (B,)
         safe = labels.clamp(min=0)
@@ -119,17 +123,21 @@ class CentroidLoss(nn.Module):
             target = safe
             if valid_mask is not None:
                 mask = valid_mask[None, :].expand_as(logits).clone()
-                mask[torch.arange(len(safe), device=safe.device), safe] = (
-                    True  # the positive always counts
-                )
+                mask[torch.arange(len(safe), device=safe.device), safe] = True  # the positive always counts
                 logits = logits.masked_fill(~mask, float("-inf"))
             if id_groups is not None:
                 logits = _restrict(logits, anchor_groups, id_groups)
         else:
             negatives = sample_negatives(
-                features.detach(), safe[labelled], centroids, self.num_negatives,
-                self.hard_fraction, self.pool_size, valid_mask, generator,
-            )  # fmt: skip
+                features.detach(),
+                safe[labelled],
+                centroids,
+                self.num_negatives,
+                self.hard_fraction,
+                self.pool_size,
+                valid_mask,
+                generator,
+            )
             extra = negatives[:0] if extra_ids is None else extra_ids.to(negatives.device)
             if valid_mask is not None:
                 extra = extra[valid_mask[extra]]
@@ -143,9 +151,7 @@ class CentroidLoss(nn.Module):
         return (w * per_sample).sum() / labelled.sum().clamp(min=1)
 
 
-def _restrict(
-    logits: torch.Tensor, anchor_groups: torch.Tensor, candidate_groups: torch.Tensor
-) -> torch.Tensor:
+def _restrict(logits: torch.Tensor, anchor_groups: torch.Tensor, candidate_groups: torch.Tensor) -> torch.Tensor:
     """Mask (−inf) candidates outside the anchor's group; anchors of group < 0 see all.
 
     ``logits`` (B, K), ``anchor_groups`` (B,), ``candidate_groups`` (K,). An anchor's own

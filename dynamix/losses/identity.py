@@ -25,9 +25,7 @@ class IdentityClassifierLoss(nn.Module):
     loss is the mean cross-entropy over the remaining samples (0 if none).
     """
 
-    def __init__(
-        self, dim: int, num_classes: int, temperature: float = 0.05, label_smoothing: float = 0.1
-    ) -> None:
+    def __init__(self, dim: int, num_classes: int, temperature: float = 0.05, label_smoothing: float = 0.1) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(num_classes, dim) * dim**-0.5)  # (C, D)
         self.temperature = temperature
@@ -39,6 +37,4 @@ class IdentityClassifierLoss(nn.Module):
             return features.sum() * 0.0  # keeps the graph; no signal from this batch
         with torch.autocast(device_type=features.device.type, enabled=False):
             logits = features[keep].float() @ F.normalize(self.weight.float(), dim=1).T
-            return F.cross_entropy(
-                logits / self.temperature, classes[keep], label_smoothing=self.label_smoothing
-            )
+            return F.cross_entropy(logits / self.temperature, classes[keep], label_smoothing=self.label_smoothing)

@@ -160,6 +160,9 @@ def filter_and_relabel(
     result.s_best[rows] = s_best
     log.info(
         "relabel (a): %d images judged, %d filtered (own similarity < %.3f), %d relabeled",
-        len(rows), int(drop.sum()), threshold, int(move.sum()),
-    )  # fmt: skip
+        len(rows),
+        int(drop.sum()),
+        threshold,
+        int(move.sum()),
+    )
     return result

@@ -71,14 +71,16 @@ def merge_pids(
     largest = int(np.bincount(component).max())
     log.info(
         "relabel (b): %d ids, %d edges ≥ %.3f, %d merged, largest group %d",
-        m, num_edges, tau_merge, m - num_groups, largest,
-    )  # fmt: skip
+        m,
+        num_edges,
+        tau_merge,
+        m - num_groups,
+        largest,
+    )
     return MergeResult(mapping, int(m - num_groups), num_edges, largest)
 
 
-def apply_mapping(
-    labels: torch.Tensor | np.ndarray, mapping: torch.Tensor | np.ndarray
-) -> np.ndarray:
+def apply_mapping(labels: torch.Tensor | np.ndarray, mapping: torch.Tensor | np.ndarray) -> np.ndarray:
     """``mapping[labels]`` with −1 (filtered) kept as −1; (N,) int64."""
     labels, mapping = as_int64(labels), as_int64(mapping)
     return np.where(labels >= 0, mapping[labels.clip(min=0)], -1)

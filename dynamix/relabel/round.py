@@ -64,19 +64,34 @@ def relabel_round(
     before = label_quality(labels[sc_images], truth) if truth is not None else None
 
     step_a = filter_and_relabel(
-        features, labels, bank.centroids, single,
-        tau_filter=tau_filter, tau_relabel=tau_relabel, margin=margin, topk=topk,
-        candidate_mask=known, use_gpu=use_gpu, nlist=nlist, filter_mad=filter_mad,
+        features,
+        labels,
+        bank.centroids,
+        single,
+        tau_filter=tau_filter,
+        tau_relabel=tau_relabel,
+        margin=margin,
+        topk=topk,
+        candidate_mask=known,
+        use_gpu=use_gpu,
+        nlist=nlist,
+        filter_mad=filter_mad,
         reassign=reassign,
-    )  # fmt: skip
+    )
     new_labels = step_a.labels
     mapping = np.arange(bank.num_ids, dtype=np.int64)
     ids_merged = largest = 0
     if merge:
         step_b = merge_pids(
-            bank.centroids, single, tau_merge=tau_merge, topk=topk, mutual=mutual,
-            candidate_mask=known, use_gpu=use_gpu, nlist=nlist,
-        )  # fmt: skip
+            bank.centroids,
+            single,
+            tau_merge=tau_merge,
+            topk=topk,
+            mutual=mutual,
+            candidate_mask=known,
+            use_gpu=use_gpu,
+            nlist=nlist,
+        )
         mapping, ids_merged, largest = step_b.mapping, step_b.ids_merged, step_b.largest_group
         bank.merge(mapping)
         new_labels = apply_mapping(new_labels, mapping)

@@ -32,8 +32,7 @@ def check_config(
         return
     if p_s < 1:
         raise DynamixError(
-            f"sampler p_s={p_s}: mixed batches need p_s ≥ 1; "
-            "set single_camera=False for multi-camera-only batches"
+            f"sampler p_s={p_s}: mixed batches need p_s ≥ 1; set single_camera=False for multi-camera-only batches"
         )
     if window < p_s or chunk < 1:
         raise DynamixError(
@@ -49,9 +48,7 @@ def check_config(
         )
 
 
-def check_index(
-    index: IdIndex, p_m: int, p_s: int, k: int, single_camera: bool, bank_rows: int | None
-) -> None:
+def check_index(index: IdIndex, p_m: int, p_s: int, k: int, single_camera: bool, bank_rows: int | None) -> None:
     """Enough distinct ids of each kind, some id with ≥ k images, ids inside the bank."""
     kinds = [(False, p_m, "multi-camera", "p_m", "add multi-camera sources")]
     if single_camera:
@@ -60,14 +57,12 @@ def check_index(
         count = int((index.single == single).sum())
         if count < p:
             raise DynamixError(
-                f"sampler: {count} {name} ids with images, a batch needs {key}={p} distinct "
-                f"ones; lower {key} or {fix}"
+                f"sampler: {count} {name} ids with images, a batch needs {key}={p} distinct ones; lower {key} or {fix}"
             )
         most = index.max_count(single)
         if most < k:
             raise DynamixError(
-                f"sampler k={k} exceeds the image count of every {name} id (largest has "
-                f"{most}); lower k"
+                f"sampler k={k} exceeds the image count of every {name} id (largest has {most}); lower k"
             )
     if bank_rows is not None and index.num_ids > bank_rows:
         raise DynamixError(

@@ -32,9 +32,7 @@ Chooser = Callable[[np.ndarray, int], np.ndarray]
 class CandidateQueue:
     """FIFO of candidate ids with per-entry waiting ages; see the module docstring."""
 
-    def __init__(
-        self, cycle: IdCycle, window: int, chunk: int, max_wait: int, num_ids: int
-    ) -> None:
+    def __init__(self, cycle: IdCycle, window: int, chunk: int, max_wait: int, num_ids: int) -> None:
         self.cycle = cycle
         self.window, self.chunk, self.max_wait = window, chunk, max_wait
         self.ids = np.empty(0, dtype=np.int64)  # (L,) queued ids, head first
@@ -99,9 +97,7 @@ class CandidateQueue:
     def restrict(self, alive: np.ndarray, num_ids: int) -> int:
         """Drop queued ids where ``alive`` (L,) is False (vanished in a relabel); return count."""
         if num_ids > len(self.in_queue):
-            self.in_queue = np.concatenate(
-                [self.in_queue, np.zeros(num_ids - len(self.in_queue), dtype=bool)]
-            )
+            self.in_queue = np.concatenate([self.in_queue, np.zeros(num_ids - len(self.in_queue), dtype=bool)])
         self.in_queue[self.ids[~alive]] = False
         self.ids, self.age = self.ids[alive], self.age[alive]
         return int((~alive).sum())

@@ -97,14 +97,20 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.single_camera, self.matching = single_camera, matching and single_camera
         self.window = window if window is not None else 8 * max(self.p_s, 1)
         self.chunk = chunk if chunk is not None else self.window
-        self.max_wait = (
-            max_wait if max_wait is not None else 2 * math.ceil(self.window / max(self.p_s, 1))
-        )
+        self.max_wait = max_wait if max_wait is not None else 2 * math.ceil(self.window / max(self.p_s, 1))
         self.centroids = centroids
         check_config(
-            p_m, self.p_s, k, self.window, self.chunk, self.max_wait, single_camera,
-            self.matching, centroids is not None, ids_per_video,
-        )  # fmt: skip
+            p_m,
+            self.p_s,
+            k,
+            self.window,
+            self.chunk,
+            self.max_wait,
+            single_camera,
+            self.matching,
+            centroids is not None,
+            ids_per_video,
+        )
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.camids = as_array(camids, np.int64, "camids")
         self.single_images = as_array(single_images, bool, "single_images")
@@ -125,9 +131,18 @@ class MixedBatchSampler(Sampler[list[int]]):
         log.info(
             "sampler: %d multi-camera + %d single-camera ids; batches of %d×%d + %d×%d, "
             "window %d, chunk %d, max wait %d, matching %s, ids per video %d",
-            len(self.mc.ids), len(sc_ids), self.p_m, k, self.p_s, k,
-            self.window, self.chunk, self.max_wait, self.matching, ids_per_video,
-        )  # fmt: skip
+            len(self.mc.ids),
+            len(sc_ids),
+            self.p_m,
+            k,
+            self.p_s,
+            k,
+            self.window,
+            self.chunk,
+            self.max_wait,
+            self.matching,
+            ids_per_video,
+        )
 
     @property
     def batch_size(self) -> int:
@@ -164,9 +179,7 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     def _images(self, ids: np.ndarray) -> np.ndarray:
         """(len(ids)·k,) image indices, k per id, camera-spread."""
-        return np.concatenate(
-            [pick_images(self.index.images_of(pid), self.camids, self.k, self.rng) for pid in ids]
-        )
+        return np.concatenate([pick_images(self.index.images_of(pid), self.camids, self.k, self.rng) for pid in ids])
 
     def _matcher(self, mc_ids: np.ndarray) -> Chooser | None:
         """Chooser of the single-camera candidates nearest to ``mc_ids``; None = queue order."""
@@ -211,9 +224,7 @@ class MixedBatchSampler(Sampler[list[int]]):
             if len(chosen) == self.p_s:
                 return np.asarray(chosen, dtype=np.int64)
             # videos short of companions: more leads for the remaining places
-            leads = self.queue.take(
-                self.p_s - len(chosen), chooser, self.rng, exclude=np.asarray(chosen)
-            )
+            leads = self.queue.take(self.p_s - len(chosen), chooser, self.rng, exclude=np.asarray(chosen))
         raise DynamixError(
             f"sampler could not compose {self.p_s} distinct single-camera ids in groups of "
             f"{g}; lower p_s or ids_per_video"
@@ -255,8 +266,10 @@ class MixedBatchSampler(Sampler[list[int]]):
         dropped = self.queue.restrict(self.index.has(self.queue.ids), self.index.num_ids)
         log.info(
             "sampler relabel: %d multi-camera + %d single-camera ids, %d queued ids dropped",
-            len(self.mc.ids), len(sc_ids), dropped,
-        )  # fmt: skip
+            len(self.mc.ids),
+            len(sc_ids),
+            dropped,
+        )
 
     def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
         """Everything to continue exactly; ``consumed`` = batches the trainer has used.
@@ -310,10 +323,16 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     def _config(self) -> dict[str, Any]:
         return {
-            "p_m": self.p_m, "p_s": self.p_s, "k": self.k, "window": self.window,
-            "chunk": self.chunk, "max_wait": self.max_wait, "matching": self.matching,
-            "single_camera": self.single_camera, "ids_per_video": self.ids_per_video,
-        }  # fmt: skip
+            "p_m": self.p_m,
+            "p_s": self.p_s,
+            "k": self.k,
+            "window": self.window,
+            "chunk": self.chunk,
+            "max_wait": self.max_wait,
+            "matching": self.matching,
+            "single_camera": self.single_camera,
+            "ids_per_video": self.ids_per_video,
+        }
 
 
 def _to_torch(state: dict[str, Any]) -> dict[str, Any]:

@@ -62,9 +62,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "s3", help="push/pull checkpoints and dataset snapshots to S3/MinIO (params: storage)"
-    )
+    p = subparsers.add_parser("s3", help="push/pull checkpoints and dataset snapshots to S3/MinIO (params: storage)")
     sub = p.add_subparsers(dest="s3_command", metavar="push|pull", required=True)
     push = sub.add_parser("push", help="upload a file or directory (verified, manifest last)")
     push.add_argument("local", help="file or directory, e.g. runs/train")
@@ -76,8 +74,14 @@ def register(subparsers: Any) -> None:
     pull.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     pull.set_defaults(func=_pull)
     for q in (push, pull):
-        q.add_argument("--kind", choices=KINDS, default="checkpoints",
-                       help="which storage.<kind>_uri a bare name is under")  # fmt: skip
+        q.add_argument(
+            "--kind", choices=KINDS, default="checkpoints", help="which storage.<kind>_uri a bare name is under"
+        )
         q.add_argument("--params", default="params.yaml")
-        q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a params.yaml key (storage.region=...)")  # fmt: skip
+        q.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a params.yaml key (storage.region=...)",
+        )

@@ -43,8 +43,14 @@ log = logging.getLogger(__name__)
 MANIFEST = "_dynamix_manifest.json"
 SHA_KEY = "sha256"
 # botocore's errors, boto3's wrappers of them, and s3transfer's own (its retry loop gave up)
-_TRANSFER_ERRORS = (BotoCoreError, ClientError, Boto3Error, RetriesExceededError,
-                    S3DownloadFailedError, S3UploadFailedError)  # fmt: skip
+_TRANSFER_ERRORS = (
+    BotoCoreError,
+    ClientError,
+    Boto3Error,
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+)
 Callback = Callable[[int], None]
 
 
@@ -103,9 +109,13 @@ def upload_file(
         extra["ChecksumAlgorithm"] = config.checksum_algorithm
     try:
         client.upload_file(
-            str(src), loc.bucket, loc.key,
-            ExtraArgs=extra, Config=transfer_config(config), Callback=callback,
-        )  # fmt: skip
+            str(src),
+            loc.bucket,
+            loc.key,
+            ExtraArgs=extra,
+            Config=transfer_config(config),
+            Callback=callback,
+        )
     except _TRANSFER_ERRORS as exc:
         raise explain(exc, client, action="upload to", bucket=loc.bucket, key=loc.key) from exc
     size = src.stat().st_size
@@ -144,17 +154,18 @@ def download_file(
     with atomic_path(target) as tmp:
         try:
             client.download_file(
-                loc.bucket, loc.key, str(tmp),
-                ExtraArgs=extra, Config=transfer_config(config), Callback=callback,
-            )  # fmt: skip
+                loc.bucket,
+                loc.key,
+                str(tmp),
+                ExtraArgs=extra,
+                Config=transfer_config(config),
+                Callback=callback,
+            )
         except _TRANSFER_ERRORS as exc:
             raise explain(exc, client, action="download", bucket=loc.bucket, key=loc.key) from exc
         got_size = tmp.stat().st_size
         if got_size != size:
-            raise StorageError(
-                f"download {loc}: got {got_size} bytes, expected {size}; nothing was kept, "
-                "run it again"
-            )
+            raise StorageError(f"download {loc}: got {got_size} bytes, expected {size}; nothing was kept, run it again")
         if want is None:
             log.warning("%s has no sha256 metadata (not pushed by dynamix): size checked only", loc)
         elif (got := sha256_file(tmp)) != want:
@@ -198,10 +209,12 @@ def upload_dir(
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     try:
         client.put_object(
-            Bucket=base.bucket, Key=manifest_loc.key, Body=body,
+            Bucket=base.bucket,
+            Key=manifest_loc.key,
+            Body=body,
             Metadata={SHA_KEY: hashlib.sha256(body).hexdigest()},
             ContentType="application/json",
-        )  # fmt: skip
+        )
     except _TRANSFER_ERRORS as exc:
         raise explain(exc, client, action="upload to", bucket=base.bucket, key=base.key) from exc
     log.info("uploaded %d files from %s -> %s", len(entries), root, base)
@@ -232,9 +245,12 @@ def download_dir(
             if rel.is_absolute() or ".." in rel.parts:
                 raise StorageError(f"{base.child(MANIFEST)}: unsafe path {entry['path']!r}")
             download_file(
-                str(base.child(entry["path"])), stage / rel,
-                config=config, client=client, expected_sha256=entry[SHA_KEY],
-            )  # fmt: skip
+                str(base.child(entry["path"])),
+                stage / rel,
+                config=config,
+                client=client,
+                expected_sha256=entry[SHA_KEY],
+            )
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         os.replace(stage, target)

@@ -62,9 +62,15 @@ class _Painter:
 
 
 def draw_person(
-    lab: np.ndarray, top: float, height: float, cx: float, person: dict[str, Any],
-    view: int, phase: float, lean: float,
-) -> None:  # fmt: skip
+    lab: np.ndarray,
+    top: float,
+    height: float,
+    cx: float,
+    person: dict[str, Any],
+    view: int,
+    phase: float,
+    lean: float,
+) -> None:
     """Paint one person into the ``(H, W)`` label map; geometry in pixels of the crop."""
     h_img, w_img = lab.shape
     r0, r1 = max(0, math.floor(top)), min(h_img, math.ceil(top + height))
@@ -80,8 +86,9 @@ def draw_person(
     swing = math.sin(phase)
     _legs(p, person, side, face, g, waist, swing)
     torso_half = 0.08 * g if side else 0.14 * g
-    p.band(UPPER, SHOULDER, waist + 0.015, 0.005 * face if side else 0.0,
-           lambda v: torso_half - 0.05 * g * (v - SHOULDER))  # fmt: skip
+    p.band(
+        UPPER, SHOULDER, waist + 0.015, 0.005 * face if side else 0.0, lambda v: torso_half - 0.05 * g * (v - SHOULDER)
+    )
     if person["bag"] == 1:
         _backpack(p, view, face, g)
     _arms(p, person, side, g, waist, swing)
@@ -147,12 +154,15 @@ def _arms(p: _Painter, person, side: bool, g: float, waist: float, swing: float)
 def _pattern(p: _Painter, person, view: int, g: float, waist: float) -> None:
     kind, period = int(person["pattern"]), float(person["period"])
     if kind == 1:
-        p.recolour(SHOULDER, waist + 0.02, UPPER, UPPER2,
-                   lambda u, v: np.floor((v - SHOULDER) / period) % 2 == 1)  # fmt: skip
+        p.recolour(SHOULDER, waist + 0.02, UPPER, UPPER2, lambda u, v: np.floor((v - SHOULDER) / period) % 2 == 1)
     elif kind == 2:
-        p.recolour(SHOULDER, waist + 0.02, UPPER, UPPER2,
-                   lambda u, v: (np.floor((v - SHOULDER) / period) + np.floor((u + 1) / period))
-                   % 2 == 1)  # fmt: skip
+        p.recolour(
+            SHOULDER,
+            waist + 0.02,
+            UPPER,
+            UPPER2,
+            lambda u, v: (np.floor((v - SHOULDER) / period) + np.floor((u + 1) / period)) % 2 == 1,
+        )
     elif kind == 3 and view == FRONT:
         p.band(UPPER2, 0.2, 0.27, 0.0, 0.035 * g)
 

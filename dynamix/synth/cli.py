@@ -62,11 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="default")
     p.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--workers", type=int, default=None, help="parallel processes (default: CPU count)"
-    )
-    p.add_argument(
-        "--image-size", default=None, metavar="HxW", help="override the preset's crop size"
-    )
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
+    p.add_argument("--image-size", default=None, metavar="HxW", help="override the preset's crop size")
     p.add_argument("--overwrite", action="store_true", help="replace an existing world at --out")
     p.set_defaults(func=handler)

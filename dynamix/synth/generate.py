@@ -77,9 +77,7 @@ def generate_world(
     try:
         tmp.mkdir(parents=True)
     except OSError as exc:
-        raise DynamixError(
-            f"{out}: cannot create it ({exc.strerror}); choose a writable --out"
-        ) from exc
+        raise DynamixError(f"{out}: cannot create it ({exc.strerror}); choose a writable --out") from exc
     try:
         _render_all(world, tmp, workers, progress)
         _write_metadata(world, tmp)
@@ -89,8 +87,12 @@ def generate_world(
         raise
     log.info(
         "wrote %d images of preset %s to %s in %.1fs with %d workers",
-        world.num_images, world.preset.name, out, time.perf_counter() - start, workers,
-    )  # fmt: skip
+        world.num_images,
+        world.preset.name,
+        out,
+        time.perf_counter() - start,
+        workers,
+    )
     return out
 
 

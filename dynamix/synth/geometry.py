@@ -17,9 +17,7 @@ def quantise(x: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(x, dtype=np.float64), 4).astype(np.float32)
 
 
-def boxes(
-    noise: np.ndarray, shift_sd: np.ndarray, scale_sd: np.ndarray, mult: float = 1.0
-) -> dict[str, np.ndarray]:
+def boxes(noise: np.ndarray, shift_sd: np.ndarray, scale_sd: np.ndarray, mult: float = 1.0) -> dict[str, np.ndarray]:
     """Detector boxes from standard normals ``noise`` ``(n, 3)`` and per-row jitter sds ``(n,)``.
 
     Passing the same ``noise`` with a larger ``mult`` gives a worse box of the same frame.

@@ -39,9 +39,7 @@ NEUTRALS = np.array(
 NEUTRAL_WEIGHTS = np.array([0.22, 0.14, 0.1, 0.1, 0.1, 0.12, 0.06, 0.07, 0.04, 0.05])
 SKIN_LIGHT = np.array([0.93, 0.78, 0.67])
 SKIN_DARK = np.array([0.33, 0.21, 0.14])
-HAIR_COLOURS = np.array(
-    [[0.05, 0.04, 0.04], [0.22, 0.14, 0.08], [0.75, 0.62, 0.35], [0.6, 0.6, 0.6], [0.55, 0.1, 0.1]]
-)
+HAIR_COLOURS = np.array([[0.05, 0.04, 0.04], [0.22, 0.14, 0.08], [0.75, 0.62, 0.35], [0.6, 0.6, 0.6], [0.55, 0.1, 0.1]])
 HAIR_WEIGHTS = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
 
 
@@ -69,9 +67,7 @@ def _choice(rng: np.random.Generator, n: int, probs: list[float]) -> np.ndarray:
     return rng.choice(len(probs), size=n, p=np.asarray(probs) / sum(probs)).astype(np.int8)
 
 
-def sample_identities(
-    rng: np.random.Generator, n: int, prior: IdentityPrior
-) -> dict[str, np.ndarray]:
+def sample_identities(rng: np.random.Generator, n: int, prior: IdentityPrior) -> dict[str, np.ndarray]:
     """Attribute table of ``n`` people: ``palette`` ``(n, NUM_PARTS, 3)`` plus ``(n,)`` columns."""
     palette = np.zeros((n, NUM_PARTS, 3))
     skin_t = np.clip(prior.skin_dark + 0.25 * rng.standard_normal(n), 0.0, 1.0)[:, None]
@@ -98,14 +94,10 @@ def sample_identities(
         "lower_type": np.where(summer, lower_summer, lower_other).astype(np.int8),
         "hair_len": _choice(rng, n, [rest, rest, prior.long_hair_rate]),
         "hat": rng.random(n) < prior.hat_rate,
-        "bag": np.where(
-            rng.random(n) < prior.bag_rate, rng.integers(1, len(BAGS), size=n), 0
-        ).astype(np.int8),
+        "bag": np.where(rng.random(n) < prior.bag_rate, rng.integers(1, len(BAGS), size=n), 0).astype(np.int8),
         "bag_side": np.where(rng.random(n) < 0.5, -1, 1).astype(np.int8),
         "girth": rng.uniform(0.82, 1.2, size=n),
         "waist": rng.uniform(0.49, 0.55, size=n),
         "head": rng.uniform(0.9, 1.1, size=n),
     }
-    return {
-        k: np.round(v, 4).astype(np.float32) if v.dtype.kind == "f" else v for k, v in table.items()
-    }
+    return {k: np.round(v, 4).astype(np.float32) if v.dtype.kind == "f" else v for k, v in table.items()}

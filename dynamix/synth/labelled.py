@@ -22,9 +22,7 @@ from dynamix.synth.summary import DISTRACTOR, JUNK, PERSON, split_counts
 CUHK_LABELED_JITTER, CUHK_DETECTED_JITTER = 0.5, 2.2
 
 
-def plan_labelled(
-    spec: LabelledDomainSpec, index: int, seed: int, image_size: tuple[int, int]
-) -> DomainPlan:
+def plan_labelled(spec: LabelledDomainSpec, index: int, seed: int, image_size: tuple[int, int]) -> DomainPlan:
     """Plan every file of one labelled domain."""
     rng = np.random.default_rng([seed, index, STREAM_PLAN, 0])
     centre = archetype(spec.style, spec.style_offset)
@@ -56,9 +54,19 @@ def plan_labelled(
     names = [f"c{c + 1}" for c in range(spec.num_styles)]
     info = {"num_cameras": spec.num_cameras}
     plan = DomainPlan(
-        spec.name, index, spec.layout, spec.role, "jpg", df, identities, styles, latent, names,
-        {}, info,
-    )  # fmt: skip
+        spec.name,
+        index,
+        spec.layout,
+        spec.role,
+        "jpg",
+        df,
+        identities,
+        styles,
+        latent,
+        names,
+        {},
+        info,
+    )
     if spec.layout == "cuhk03-np":
         _finish_cuhk(spec, plan, noise)
         return plan
@@ -105,9 +113,7 @@ def _people(rng: np.random.Generator, spec: LabelledDomainSpec, n_ids: int) -> p
     )
 
 
-def _extras(
-    rng: np.random.Generator, n_cams: int, n: int, label: str, first_id: int, n_people: int
-) -> pd.DataFrame:
+def _extras(rng: np.random.Generator, n_cams: int, n: int, label: str, first_id: int, n_people: int) -> pd.DataFrame:
     """Distractors (people outside the id set) or junk (bad boxes), single gallery images."""
     kind = np.full(n, KIND_PERSON)
     if label == JUNK:
@@ -140,9 +146,7 @@ def _pids(rng: np.random.Generator, spec: LabelledDomainSpec, df: pd.DataFrame) 
     return pid
 
 
-def _set_boxes(
-    df: pd.DataFrame, noise: np.ndarray, styles: dict[str, np.ndarray], mult: np.ndarray | float
-) -> None:
+def _set_boxes(df: pd.DataFrame, noise: np.ndarray, styles: dict[str, np.ndarray], mult: np.ndarray | float) -> None:
     style = df["style"].to_numpy()
     shift = styles["shift_sd"][style] * mult
     scale = styles["scale_sd"][style] * mult
@@ -228,13 +232,10 @@ def _finish_cuhk(spec: LabelledDomainSpec, plan: DomainPlan, noise: np.ndarray) 
         part["variant"] = variant
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
-    out["path"] = writers.cuhk_paths(
-        out["variant"], out["split"], out["pid"], out["cam"], np.tile(image_index, 2)
-    )
+    out["path"] = writers.cuhk_paths(out["variant"], out["split"], out["pid"], out["cam"], np.tile(image_index, 2))
     plan.images, plan.fmt = out, "png"
     plan.counts = {
-        v: split_counts(out[out["variant"] == v], ("train", "query", "gallery"))
-        for v in ("labeled", "detected")
+        v: split_counts(out[out["variant"] == v], ("train", "query", "gallery")) for v in ("labeled", "detected")
     }
     plan.style_names = [f"pair{p + 1}-c{v + 1}" for p in range(spec.camera_pairs) for v in (0, 1)]
     plan.info["num_camera_pairs"] = spec.camera_pairs

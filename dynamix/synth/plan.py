@@ -20,9 +20,19 @@ STREAM_IMAGE, STREAM_SCENE, STREAM_PLAN = 0, 1, 2
 
 # Columns a renderer reads from a plan row (``key`` seeds the image's generator).
 RENDER_COLUMNS = (
-    "key", "identity", "style", "kind", "view", "phase", "lean", "cx", "top", "height",
-    "bg_x", "bg_y",
-)  # fmt: skip
+    "key",
+    "identity",
+    "style",
+    "kind",
+    "view",
+    "phase",
+    "lean",
+    "cx",
+    "top",
+    "height",
+    "bg_x",
+    "bg_y",
+)
 
 
 @dataclass

@@ -79,8 +79,7 @@ class LabelledDomainSpec:
         _check(
             1 <= self.num_cameras <= MAX_CAMERAS[self.layout],
             w,
-            f"num_cameras={self.num_cameras} must be 1..{MAX_CAMERAS[self.layout]} "
-            f"for layout {self.layout}",
+            f"num_cameras={self.num_cameras} must be 1..{MAX_CAMERAS[self.layout]} for layout {self.layout}",
         )
         _check(self.train_ids >= 1 and self.test_ids >= 1, w, "train_ids and test_ids >= 1")
         _check(self.train_ids + self.test_ids <= 9999, w, "at most 9999 ids (4-digit pids)")
@@ -180,8 +179,5 @@ def check_image_size(size: tuple[int, int], what: str = "image size") -> tuple[i
     """Reject sizes the renderer cannot draw a recognisable person into."""
     h, w = (int(v) for v in size)
     if not (32 <= h <= 1024 and 16 <= w <= 1024):
-        raise DynamixError(
-            f"{what} {h}x{w} out of range; use HxW with 32 <= H <= 1024, 16 <= W <= 1024 "
-            "(e.g. 128x64)"
-        )
+        raise DynamixError(f"{what} {h}x{w} out of range; use HxW with 32 <= H <= 1024, 16 <= W <= 1024 (e.g. 128x64)")
     return h, w

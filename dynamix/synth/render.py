@@ -22,9 +22,18 @@ from dynamix.synth.scene import make_scene, scene_shape
 
 SCENE_CACHE = 48
 PERSON_KEYS = (
-    "pattern", "period", "long_sleeve", "lower_type", "hair_len", "hat", "bag", "bag_side",
-    "girth", "waist", "head",
-)  # fmt: skip
+    "pattern",
+    "period",
+    "long_sleeve",
+    "lower_type",
+    "hair_len",
+    "hat",
+    "bag",
+    "bag_side",
+    "girth",
+    "waist",
+    "head",
+)
 
 
 def image_rng(seed: int, domain: int, key: int) -> np.random.Generator:
@@ -67,9 +76,11 @@ class Renderer:
             return self._scenes[style]
         rng = np.random.default_rng([self.seed, self.domain, STREAM_SCENE, style])
         scene = make_scene(
-            rng, self.styles["scene_rgb"][style], float(self.styles["scene_texture"][style]),
+            rng,
+            self.styles["scene_rgb"][style],
+            float(self.styles["scene_texture"][style]),
             self.scene_hw,
-        )  # fmt: skip
+        )
         self._scenes[style] = scene
         if len(self._scenes) > SCENE_CACHE:
             self._scenes.popitem(last=False)
@@ -102,15 +113,13 @@ class Renderer:
         top, height = float(row["top"]) * self.h, float(row["height"]) * self.h
         cx = float(row["cx"]) * self.w
         lab = np.zeros((self.h, self.w), dtype=np.uint8)
-        draw_person(lab, top, height, cx, person, int(row["view"]), float(row["phase"]),
-                    float(row["lean"]))  # fmt: skip
+        draw_person(lab, top, height, cx, person, int(row["view"]), float(row["phase"]), float(row["lean"]))
         mask = lab > 0
         if not mask.any():
             return
         du = (self._cols - np.float32(cx)) / np.float32(height)
         shade_x = np.clip(1.0 - 9.0 * du * du, 0.62, 1.0)  # (W,) rounded body
-        shade_y = np.clip(1.06 - 0.14 * (self._rows - np.float32(top)) / np.float32(height),
-                          0.85, 1.06)  # fmt: skip
+        shade_y = np.clip(1.06 - 0.14 * (self._rows - np.float32(top)) / np.float32(height), 0.85, 1.06)
         shade = shade_y[:, None] * shade_x[None, :]  # (H, W)
         person = self.identities["palette"][ident][lab] * shade[:, :, None]  # (H, W, 3)
         np.copyto(img, person, where=mask[:, :, None])

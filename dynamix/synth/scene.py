@@ -19,9 +19,7 @@ def scene_shape(image_size: tuple[int, int]) -> tuple[int, int]:
     return round(1.25 * h), 8 * w
 
 
-def make_scene(
-    rng: np.random.Generator, rgb: np.ndarray, texture: float, shape: tuple[int, int]
-) -> np.ndarray:
+def make_scene(rng: np.random.Generator, rgb: np.ndarray, texture: float, shape: tuple[int, int]) -> np.ndarray:
     """A ``(SH, SW, 3)`` float32 scene: wall over floor, vertical structures, low-freq texture."""
     sh, sw = shape
     horizon = int(rng.uniform(0.35, 0.7) * sh)
@@ -44,9 +42,7 @@ def make_scene(
         if rng.random() < 0.5:  # part of the building, in the scene's own colours
             colour = wall * rng.uniform(0.6, 1.4)
         else:  # an object (car, tree, sign): any hue, at the scene's light level
-            colour = hsv_to_rgb(
-                rng.random(), rng.uniform(0.1, 0.5), rgb.mean() * rng.uniform(0.6, 1.6)
-            )
+            colour = hsv_to_rgb(rng.random(), rng.uniform(0.1, 0.5), rgb.mean() * rng.uniform(0.6, 1.6))
         colour = np.clip(colour, 0.0, 1.0)
         scene[y0:y1, x0:x1] = colour
     period = int(rng.integers(4, 12))

@@ -29,15 +29,11 @@ from dynamix.synth.summary import single_camera_counts
 MAX_FRAME = 9999
 
 
-def plan_single_camera(
-    spec: SingleCameraSpec, index: int, seed: int, image_size: tuple[int, int]
-) -> DomainPlan:
+def plan_single_camera(spec: SingleCameraSpec, index: int, seed: int, image_size: tuple[int, int]) -> DomainPlan:
     """Plan every image, pseudo label and ground-truth row of the single-camera domain."""
     rng = np.random.default_rng([seed, index, STREAM_PLAN, 0])
     centres = np.stack([archetype(name) for name in spec.archetypes])
-    latent = sample_broad(
-        rng, spec.num_videos, centres, spec.archetype_rate, spec.archetype_spread, spec.broad_sd
-    )
+    latent = sample_broad(rng, spec.num_videos, centres, spec.archetype_rate, spec.archetype_spread, spec.broad_sd)
     styles = style_params(latent, image_size[0])
     identities = sample_identities(rng, spec.num_persons, spec.identity)
     app_person, app_video = _appearances(rng, spec)
@@ -61,9 +57,19 @@ def plan_single_camera(
     )
     names = [f"v{v:05d}" for v in range(spec.num_videos)]
     plan = DomainPlan(
-        spec.name, index, "single_camera", "single_camera", "jpg", frames, identities, styles,
-        latent, names, single_camera_counts(gt), {"num_cameras": spec.num_videos},
-    )  # fmt: skip
+        spec.name,
+        index,
+        "single_camera",
+        "single_camera",
+        "jpg",
+        frames,
+        identities,
+        styles,
+        latent,
+        names,
+        single_camera_counts(gt),
+        {"num_cameras": spec.num_videos},
+    )
     plan.lists["pseudo_labels.txt"] = writers.list_lines(gt["path"].tolist(), gt["pseudo_pid"])
     plan.ground_truth = gt
     return plan
@@ -160,9 +166,7 @@ def _geometry(rng: np.random.Generator, df: pd.DataFrame, tracks, styles) -> Non
     base = geometry.boxes(rng.standard_normal((n_t, 3)), shift_sd, scale_sd)
     velocity = 0.004 * rng.standard_normal(n_t)
     jitter = 0.15 * shift_sd[t]
-    df["cx"] = geometry.quantise(
-        base["cx"][t] + velocity[t] * pos + jitter * rng.standard_normal(n)
-    )
+    df["cx"] = geometry.quantise(base["cx"][t] + velocity[t] * pos + jitter * rng.standard_normal(n))
     df["top"] = geometry.quantise(base["top"][t] + jitter * rng.standard_normal(n))
     df["height"] = geometry.quantise(base["height"][t] * (1 + 0.01 * rng.standard_normal(n)))
     pose = geometry.poses(rng, n_t)

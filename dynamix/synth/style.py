@@ -41,30 +41,67 @@ LATENT_LIMIT = 3.0
 ARCHETYPES: dict[str, dict[str, float]] = {
     "mixed": {},
     "daylight": {
-        "scene_val": 0.9, "scene_hue": 0.4, "exposure": 0.4, "contrast": 0.5,
-        "temperature": 0.6, "blur": -0.6, "noise": -0.8, "gamma": -0.3,
+        "scene_val": 0.9,
+        "scene_hue": 0.4,
+        "exposure": 0.4,
+        "contrast": 0.5,
+        "temperature": 0.6,
+        "blur": -0.6,
+        "noise": -0.8,
+        "gamma": -0.3,
     },
     "overcast": {
-        "scene_sat": -1.2, "temperature": -0.9, "contrast": -0.7, "exposure": -0.2,
-        "resolution": -0.6, "jpeg": 0.8, "scene_hue": -0.8,
+        "scene_sat": -1.2,
+        "temperature": -0.9,
+        "contrast": -0.7,
+        "exposure": -0.2,
+        "resolution": -0.6,
+        "jpeg": 0.8,
+        "scene_hue": -0.8,
     },
     "night": {
-        "exposure": -0.9, "scene_val": -1.8, "noise": 1.9, "temperature": 1.6, "tint": -0.6,
-        "contrast": -0.6, "gamma": 0.2, "blur": 0.8, "resolution": 0.9, "jpeg": -1.0,
+        "exposure": -0.9,
+        "scene_val": -1.8,
+        "noise": 1.9,
+        "temperature": 1.6,
+        "tint": -0.6,
+        "contrast": -0.6,
+        "gamma": 0.2,
+        "blur": 0.8,
+        "resolution": 0.9,
+        "jpeg": -1.0,
     },
     "indoor": {
-        "temperature": 1.0, "tint": 0.7, "scene_val": -0.3, "scene_sat": -0.5, "blur": 1.1,
-        "resolution": 1.3, "noise": 0.5, "contrast": -0.3, "scene_hue": 1.3,
+        "temperature": 1.0,
+        "tint": 0.7,
+        "scene_val": -0.3,
+        "scene_sat": -0.5,
+        "blur": 1.1,
+        "resolution": 1.3,
+        "noise": 0.5,
+        "contrast": -0.3,
+        "scene_hue": 1.3,
     },
     "dusk": {
-        "exposure": -1.0, "temperature": -1.4, "tint": -0.8, "scene_val": -0.8, "noise": 0.9,
-        "contrast": 0.4, "scene_hue": 2.0,
+        "exposure": -1.0,
+        "temperature": -1.4,
+        "tint": -0.8,
+        "scene_val": -0.8,
+        "noise": 0.9,
+        "contrast": 0.4,
+        "scene_hue": 2.0,
     },
     "cctv": {
-        "resolution": 1.8, "jpeg": -1.8, "blur": 0.6, "scene_sat": -1.6, "contrast": 0.8,
-        "misalign": 1.0, "occlusion": 1.0, "noise": 0.8,
+        "resolution": 1.8,
+        "jpeg": -1.8,
+        "blur": 0.6,
+        "scene_sat": -1.6,
+        "contrast": 0.8,
+        "misalign": 1.0,
+        "occlusion": 1.0,
+        "noise": 0.8,
     },
-}  # fmt: skip
+}
 
 
 def archetype(name: str, offsets: Iterable[tuple[str, float]] = ()) -> np.ndarray:
@@ -79,9 +116,7 @@ def archetype(name: str, offsets: Iterable[tuple[str, float]] = ()) -> np.ndarra
     return z
 
 
-def sample_around(
-    rng: np.random.Generator, n: int, centre: np.ndarray, spread: float
-) -> np.ndarray:
+def sample_around(rng: np.random.Generator, n: int, centre: np.ndarray, spread: float) -> np.ndarray:
     """Cameras of one domain: ``(n, K)`` latents drawn narrowly around its centre.
 
     The offsets are centred and scaled to exactly ``spread`` per axis, so a domain with

@@ -34,19 +34,19 @@ class World:
         return sum(len(d.images) for d in self.domains)
 
 
-def plan_world(
-    preset: str | Preset, seed: int = 0, image_size: tuple[int, int] | None = None
-) -> World:
+def plan_world(preset: str | Preset, seed: int = 0, image_size: tuple[int, int] | None = None) -> World:
     """Plan every domain of ``preset`` (no pixels yet)."""
     preset = get_preset(preset).with_image_size(image_size)
     start = time.perf_counter()
-    domains = [
-        plan_labelled(spec, i, seed, preset.image_size) for i, spec in enumerate(preset.labelled)
-    ]
+    domains = [plan_labelled(spec, i, seed, preset.image_size) for i, spec in enumerate(preset.labelled)]
     domains.append(plan_single_camera(preset.single_camera, len(domains), seed, preset.image_size))
     world = World(preset, seed, domains)
     log.info(
         "planned preset %s (seed %d): %d images in %d domains in %.1fs",
-        preset.name, seed, world.num_images, len(domains), time.perf_counter() - start,
-    )  # fmt: skip
+        preset.name,
+        seed,
+        world.num_images,
+        len(domains),
+        time.perf_counter() - start,
+    )
     return world

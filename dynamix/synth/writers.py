@@ -18,9 +18,16 @@ Ints = Iterable[int]  # columns of a plan table (numpy arrays or pandas Series)
 Strs = Iterable[str]
 MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 MSMT_DAYTIMES = (
-    "0113morning", "0113noon", "0113afternoon", "0114morning", "0114noon",
-    "0302morning", "0302noon", "0303morning", "0303afternoon",
-)  # fmt: skip
+    "0113morning",
+    "0113noon",
+    "0113afternoon",
+    "0114morning",
+    "0114noon",
+    "0302morning",
+    "0302noon",
+    "0303morning",
+    "0303afternoon",
+)
 
 
 def _pid(pid: int) -> str:
@@ -60,10 +67,7 @@ def cuhk_paths(variant: Strs, split: Strs, pid: Ints, view: Ints, index: Ints) -
 
 
 def single_camera_paths(video: Ints, tracklet: Ints, frame: Ints) -> list[str]:
-    return [
-        f"images/v{v:05d}/t{t:06d}_f{f:04d}.jpg"
-        for v, t, f in zip(video, tracklet, frame, strict=True)
-    ]
+    return [f"images/v{v:05d}/t{t:06d}_f{f:04d}.jpg" for v, t, f in zip(video, tracklet, frame, strict=True)]
 
 
 def list_lines(paths: Sequence[str], pids: Iterable[int]) -> list[str]:

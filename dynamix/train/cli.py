@@ -67,8 +67,7 @@ def _handler(args: argparse.Namespace) -> int:
         command = launch.torchrun_command(nproc, "dynamix.cli", relaunch_args(args))
         code, _ = launch.run_torchrun(command)
         if code != 0:
-            raise DynamixError(f"torchrun with {nproc} processes exited with {code}; "
-                               "the failing rank's error is above")  # fmt: skip
+            raise DynamixError(f"torchrun with {nproc} processes exited with {code}; the failing rank's error is above")
         return 0
     try:  # under torchrun the Trainer joins the process group; leave it on every exit
         trainer = Trainer(params, resume=args.resume)
@@ -89,22 +88,26 @@ def _handler(args: argparse.Namespace) -> int:
         write_curves(trainer.out_dir, args.curves_dir)
     log.info(
         "done: mean target mAP %.4f (best %.4f at step %d); outputs in %s",
-        metrics["mean_mAP"], metrics["best_mean_mAP"], metrics["best_step"], trainer.out_dir,
-    )  # fmt: skip
+        metrics["mean_mAP"],
+        metrics["best_mean_mAP"],
+        metrics["best_step"],
+        trainer.out_dir,
+    )
     return 0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="train the DynaMix model (params.yaml: model, train)")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params.yaml key, e.g. train.iters=50")  # fmt: skip
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <train.out_dir>/last.pt (full state)")  # fmt: skip
-    p.add_argument("--metrics-out", metavar="PATH",
-                   help="also write the final metrics here (DVC: metrics/train.json)")  # fmt: skip
-    p.add_argument("--curves-dir", metavar="DIR",
-                   help="write steps.csv, eval.csv, relabel.csv (dvc plots) into DIR")  # fmt: skip
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (logs only)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml key, e.g. train.iters=50",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from <train.out_dir>/last.pt (full state)")
+    p.add_argument("--metrics-out", metavar="PATH", help="also write the final metrics here (DVC: metrics/train.json)")
+    p.add_argument("--curves-dir", metavar="DIR", help="write steps.csv, eval.csv, relabel.csv (dvc plots) into DIR")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (logs only)")
     p.set_defaults(func=_handler)

@@ -75,8 +75,13 @@ def init_from_env(device: torch.device) -> torch.device:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=TIMEOUT)
-    log.info("distributed: rank %d of %d, backend %s, device %s",
-             dist.get_rank(), dist.get_world_size(), dist.get_backend(), device)  # fmt: skip
+    log.info(
+        "distributed: rank %d of %d, backend %s, device %s",
+        dist.get_rank(),
+        dist.get_world_size(),
+        dist.get_backend(),
+        device,
+    )
     return device
 
 

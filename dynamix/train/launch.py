@@ -43,14 +43,18 @@ def torchrun_command(nproc_per_node: int, module: str, args: Sequence[str]) -> l
     machine never collide.
     """
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={int(nproc_per_node)}", "-m", module, *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={int(nproc_per_node)}",
+        "-m",
+        module,
+        *args,
+    ]
 
 
-def run_torchrun(
-    command: Sequence[str], *, on_line: Callable[[str], None] | None = None
-) -> tuple[int, list[str]]:
+def run_torchrun(command: Sequence[str], *, on_line: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
     """Run ``command`` to its end; return (exit code, the last 50 output lines).
 
     With ``on_line`` stdout and stderr of every rank come back merged, one call per line;

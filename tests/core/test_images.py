@@ -100,9 +100,7 @@ def test_loader_with_mixed_batch_sampler(tmp_path):
     labels = np.repeat(np.arange(6), 4)  # ids 0-2 multi-camera, 3-5 single-camera
     camids = np.r_[np.tile(np.arange(4), 3), np.repeat([4, 5, 6], 4)]
     single = labels >= 3
-    sampler = MixedBatchSampler(
-        labels, camids, single, p_m=2, p_s=1, k=2, centroids=CentroidBank(6, 4), seed=0
-    )
+    sampler = MixedBatchSampler(labels, camids, single, p_m=2, p_s=1, k=2, centroids=CentroidBank(6, 4), seed=0)
     ds = ManifestImageDataset(paths, transform=build_transforms((32, 16), True), two_views=True)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=0)
     first, second, index = next(iter(loader))

@@ -76,9 +76,7 @@ def test_centroid_loss_gradients_reach_features_only():
     feats, labels, centroids = random_setup()
     feats.requires_grad_(True)
     centroids = centroids.float().requires_grad_(True)
-    CentroidLoss(num_negatives=5)(
-        feats, labels, centroids, generator=torch.Generator().manual_seed(0)
-    ).backward()
+    CentroidLoss(num_negatives=5)(feats, labels, centroids, generator=torch.Generator().manual_seed(0)).backward()
     assert feats.grad is not None and feats.grad.abs().sum() > 0
     assert centroids.grad is None
 
@@ -86,9 +84,7 @@ def test_centroid_loss_gradients_reach_features_only():
 def test_sample_negatives_hardest_first_and_excludes_batch_ids():
     feats, labels, centroids = random_setup(num_ids=50)
     gen = torch.Generator().manual_seed(3)
-    neg = sample_negatives(
-        feats, labels, centroids, 6, hard_fraction=1.0, pool_size=5000, generator=gen
-    )
+    neg = sample_negatives(feats, labels, centroids, 6, hard_fraction=1.0, pool_size=5000, generator=gen)
     others = torch.tensor([i for i in range(50) if i not in labels.tolist()])
     score = (feats @ centroids[others].float().T).amax(0)
     assert sorted(neg.tolist()) == sorted(others[score.topk(6).indices].tolist())
@@ -98,10 +94,9 @@ def test_sample_negatives_respects_mask_size_and_seed():
     feats, labels, centroids = random_setup(num_ids=1000)
     valid = torch.arange(1000) % 2 == 0
     draws = [
-        sample_negatives(feats, labels, centroids, 32, valid_mask=valid,
-                         generator=torch.Generator().manual_seed(7))
+        sample_negatives(feats, labels, centroids, 32, valid_mask=valid, generator=torch.Generator().manual_seed(7))
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     assert torch.equal(draws[0], draws[1])
     neg = draws[0]
     assert 0 < len(neg) <= 32 and len(set(neg.tolist())) == len(neg)
@@ -138,9 +133,7 @@ def test_triplet_groups_keep_mining_within_a_data_type():
     # within groups, no anchor has a negative: nothing to mine
     assert TripletLoss(margin=0.3)(feats, labels, groups).item() == 0.0
     feats4 = torch.cat([feats, normed(torch.tensor([[0.0, 1.0]]))])
-    within = TripletLoss(margin=0.3)(
-        feats4, torch.tensor([0, 0, 5, 5, 9]), torch.tensor([0, 0, 1, 1, 0])
-    )
+    within = TripletLoss(margin=0.3)(feats4, torch.tensor([0, 0, 5, 5, 9]), torch.tensor([0, 0, 1, 1, 0]))
     # group 0 anchors 0 and 1: d_ap = 0.2, d_an(→ sample 4) = 1.0 and 0.4 → only anchor 1 hurts
     assert within.item() == pytest.approx((0.2 - 0.4 + 0.3) / 2, rel=1e-5)
 
@@ -215,9 +208,13 @@ def test_centroid_loss_id_groups_restrict_the_contrast():
     # sampled path (one random negative): extra_ids bring the video's rivals in, same value
     sampled = CentroidLoss(temperature=0.5, num_negatives=1, hard_fraction=0.0)
     got_sampled = sampled(
-        feats[:1], labels[:1], centroids, id_groups=groups, extra_ids=torch.tensor([0, 1]),
+        feats[:1],
+        labels[:1],
+        centroids,
+        id_groups=groups,
+        extra_ids=torch.tensor([0, 1]),
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     assert got_sampled.item() == pytest.approx(own_video.item(), rel=1e-6)
 
 

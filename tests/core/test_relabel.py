@@ -38,13 +38,17 @@ def world():
     """
     rng = np.random.default_rng(0)
     parts = [  # (features, label, true id)
-        (near(0, 4, rng), 0, 100), (near(6, 1, rng), 0, 100),
-        (near(1, 5, rng), 1, 1), (near(5, 1, rng), 1, -1), (near(2, 1, rng), 1, 2),
+        (near(0, 4, rng), 0, 100),
+        (near(6, 1, rng), 0, 100),
+        (near(1, 5, rng), 1, 1),
+        (near(5, 1, rng), 1, -1),
+        (near(2, 1, rng), 1, 2),
         (near(2, 4, rng), 2, 2),
-        (near(3, 4, rng), 3, 3), (near(3, 4, rng), 4, 3),
+        (near(3, 4, rng), 3, 3),
+        (near(3, 4, rng), 4, 3),
         (near(4, 3, rng), 5, 4),
         (near(0, 3, rng), 6, 5),
-    ]  # fmt: skip
+    ]
     feats = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([np.full(len(p[0]), p[1]) for p in parts])
     true = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
@@ -98,9 +102,16 @@ def test_filter_and_relabel_fixes_exactly_the_known_images():
     feats, labels, _, single = world()
     bank = bank_for(feats, labels)
     out = filter_and_relabel(
-        feats, labels, bank.centroids, single,
-        tau_filter=0.5, tau_relabel=0.7, margin=0.1, topk=3, candidate_mask=bank.initialized,
-    )  # fmt: skip
+        feats,
+        labels,
+        bank.centroids,
+        single,
+        tau_filter=0.5,
+        tau_relabel=0.7,
+        margin=0.1,
+        topk=3,
+        candidate_mask=bank.initialized,
+    )
     assert np.flatnonzero(out.filtered).tolist() == [OUTLIER]
     assert np.flatnonzero(out.relabeled).tolist() == [MISLABELED]
     expected = labels.copy()
@@ -117,9 +128,15 @@ def test_filter_ignores_ids_without_centroid_and_keeps_filtered():
     labels = labels.copy()
     labels[0] = -1
     out = filter_and_relabel(
-        feats, labels, bank.centroids, single, candidate_mask=bank.initialized,
-        tau_filter=0.99, tau_relabel=0.999, margin=0.0,
-    )  # fmt: skip
+        feats,
+        labels,
+        bank.centroids,
+        single,
+        candidate_mask=bank.initialized,
+        tau_filter=0.99,
+        tau_relabel=0.999,
+        margin=0.0,
+    )
     assert not out.considered[labels == 5].any()
     assert out.labels[0] == -1
 
@@ -128,9 +145,7 @@ def test_poor_fit_without_margin_is_filtered_not_kept():
     cents = np.eye(2, DIM)  # single-camera ids 0 and 1, given as a plain array
     feats = np.zeros((1, DIM))
     feats[0, :2] = 0.45, 0.55  # s_own 0.63 < 0.7; s_best 0.77 ≥ 0.7 but < s_own + 0.2
-    out = filter_and_relabel(
-        feats, np.array([0]), cents, np.ones(2, bool), tau_filter=0.7, tau_relabel=0.7, margin=0.2
-    )
+    out = filter_and_relabel(feats, np.array([0]), cents, np.ones(2, bool), tau_filter=0.7, tau_relabel=0.7, margin=0.2)
     assert out.labels.tolist() == [-1] and out.filtered.all() and not out.relabeled.any()
 
 
@@ -165,9 +180,7 @@ def test_relabel_round_end_to_end_with_ground_truth():
     feats, labels, true, single = world()
     bank = bank_for(feats, labels)
     multi_camera_row = bank.centroids[0].clone()
-    result = relabel_round(
-        feats, torch.from_numpy(labels), bank, single, true_ids=true, **THRESHOLDS
-    )
+    result = relabel_round(feats, torch.from_numpy(labels), bank, single, true_ids=true, **THRESHOLDS)
     assert torch.equal(bank.centroids[0], multi_camera_row) and result.mapping[0] == 0
     expected = labels.copy()
     expected[OUTLIER], expected[MISLABELED] = -1, 2
@@ -188,9 +201,7 @@ def test_relabel_round_end_to_end_with_ground_truth():
 
 def test_relabel_round_without_truth_or_merge():
     feats, labels, _, single = world()
-    result = relabel_round(
-        feats, labels, bank_for(feats, labels), single, merge=False, **THRESHOLDS
-    )
+    result = relabel_round(feats, labels, bank_for(feats, labels), single, merge=False, **THRESHOLDS)
     assert result.mapping.tolist() == list(range(7))
     assert "purity" not in result.stats.as_dict()
 
@@ -204,9 +215,7 @@ def test_label_quality_by_hand():
     q = label_quality(np.array([0, 0, 0, 1, -1]), true)
     assert q["purity"] == pytest.approx(3 / 4) and q["fragmentation"] == pytest.approx(1.5)
     # a kept junk image is impure; a filtered one does not count
-    assert label_quality(np.array([0, 0, 0]), np.array([7, 7, -1]))["purity"] == pytest.approx(
-        2 / 3
-    )
+    assert label_quality(np.array([0, 0, 0]), np.array([7, 7, -1]))["purity"] == pytest.approx(2 / 3)
     assert label_quality(np.array([0, 0, -1]), np.array([7, 7, -1]))["purity"] == 1.0
 
 
@@ -241,15 +250,28 @@ def test_reassign_off_only_filters():
     feats, labels, _, single = world()
     bank = bank_for(feats, labels)
     out = filter_and_relabel(
-        feats, labels, bank.centroids, single, reassign=False, candidate_mask=bank.initialized,
-        tau_filter=0.5, tau_relabel=0.7, margin=0.1, topk=3,
-    )  # fmt: skip
+        feats,
+        labels,
+        bank.centroids,
+        single,
+        reassign=False,
+        candidate_mask=bank.initialized,
+        tau_filter=0.5,
+        tau_relabel=0.7,
+        margin=0.1,
+        topk=3,
+    )
     assert not out.relabeled.any()
     # the image of another person fits its own id poorly: filtered instead of moved
     assert np.flatnonzero(out.filtered).tolist() == [OUTLIER, MISLABELED]
     assert out.labels[MISLABELED] == -1
     result = relabel_round(
-        feats, labels, bank_for(feats, labels), single, **THRESHOLDS, reassign=False,
+        feats,
+        labels,
+        bank_for(feats, labels),
+        single,
+        **THRESHOLDS,
+        reassign=False,
         filter_mad=None,
-    )  # fmt: skip
+    )
     assert result.stats.images_relabeled == 0 and result.stats.filter_threshold == 0.5

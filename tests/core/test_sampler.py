@@ -181,8 +181,7 @@ def test_matching_is_systematic_and_random_mixing_is_not():
     bank = hand_made_bank(n_mc + n_sc, axis, dim=n_mc)
 
     def hit_rate(matching):
-        s = make(labels, camids, single, p_m=2, p_s=2, window=16, centroids=bank,
-                 matching=matching)  # fmt: skip
+        s = make(labels, camids, single, p_m=2, p_s=2, window=16, centroids=bank, matching=matching)
         hits = []
         for batch in draw(s, 200):
             ids = ids_of(batch, labels, 4)
@@ -283,8 +282,7 @@ def test_resume_through_prefetching_dataloader_with_live_centroids():
     lab_t = torch.from_numpy(labels)
 
     def run(steps, sampler, bank, start=0):
-        loader = DataLoader(IndexDataset(), batch_sampler=sampler, num_workers=1,
-                            prefetch_factor=3)  # fmt: skip
+        loader = DataLoader(IndexDataset(), batch_sampler=sampler, num_workers=1, prefetch_factor=3)
         out = []
         for step, idx in zip(range(start, steps), loader, strict=False):
             out.append(idx.tolist())

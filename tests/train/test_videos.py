@@ -12,9 +12,7 @@ def groups_of(labels, camids, single, num_ids):
 
 def test_video_groups_from_live_labels():
     # images: 2 multi-camera ids (0, 1), single-camera ids 2, 3 in video 7 and 4 in video 9
-    groups = groups_of(
-        [0, 0, 1, 2, 2, 3, 4, -1], [0, 1, 0, 7, 7, 7, 9, 9], [0, 0, 0, 1, 1, 1, 1, 1], 6
-    )
+    groups = groups_of([0, 0, 1, 2, 2, 3, 4, -1], [0, 1, 0, 7, 7, 7, 9, 9], [0, 0, 0, 1, 1, 1, 1, 1], 6)
     assert groups.id_video.tolist() == [-1, -1, 7, 7, 9, -1]  # id 5 unused
     assert groups.tensor.tolist() == groups.id_video.tolist()
     # triplet groups: multi-camera and filtered samples 0, single-camera 1 + video
