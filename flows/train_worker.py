@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None, callbacks: Sequence[Callback] = ()) -> i
     from dynamix.train import distributed
     from flows.tracking import configure
 
-    params = load_params(args.params, args.set)
-    configure(params)  # the flow's tracking store, for rank 0's live metrics
-    try:
+    try:  # a bad params file or an unreadable last.pt: one line in --error-file, no retry
+        params = load_params(args.params, args.set)
+        configure(params)  # the flow's tracking store, for rank 0's live metrics
         trainer = tracked_trainer(params, args.resume, args.run_id, args.rounds_done, callbacks)
         metrics = trainer.fit()
     except DynamixError as exc:
