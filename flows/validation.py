@@ -10,6 +10,13 @@ that split's rows (the expected counts from params, so a half-copied dataset fai
 full GX results go to ``<reports_dir>/<dataset>.json``, GX's own HTML report of them to
 ``<reports_dir>/data_docs/index.html`` (:mod:`flows.data_docs`); a compact summary (one
 entry per failing expectation) to ``summary_path``.
+
+Only a current manifest set is judged (:func:`dynamix.prepare.check_manifests`): one built
+for other params is refused before any image is opened; a dataset whose root's files
+changed since ``prepare`` fails the gate with its own entry (beside whatever the suites
+find), so training never runs on manifests the data no longer matches. The summary records
+the sha256 of every manifest it judged (``manifests``): ``dynamix train`` trusts a pass
+only for those bytes.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 import dynamix.checks
 from dynamix.checks import derive_columns, read_manifest_unchecked
 from dynamix.config import Params
-from dynamix.data.manifest import MULTI_CAMERA, SINGLE_CAMERA, SPLITS, manifest_path
+from dynamix.data.manifest import MULTI_CAMERA, SINGLE_CAMERA, SPLITS, manifest_digests, manifest_path
 from dynamix.io import write_json_atomic
+from dynamix.prepare import check_manifests
 from flows import data_docs, gate_record
 
 log = logging.getLogger(__name__)
@@ -198,14 +206,19 @@ def validate_data(params: Params, reuse: bool = False) -> dict[str, Any]:
     Returns the summary: ``success``, per-dataset statistics and ``failures`` (one entry
     per failing expectation, with up to three example paths). Every pass is recorded
     (:mod:`flows.gate_record`); with ``reuse``, a run on exactly the inputs of the last
-    pass returns that summary (``reused_from``: when it ran) without opening an image.
+    pass returns that summary (``reused_from``: when it ran) without opening an image, and
+    writes it to ``summary_path`` again: that file is always the last gate result. Raises
+    :class:`~dynamix.errors.ManifestError` on manifests built for other params.
     """
+    stale = check_manifests(params)  # other params: refused here, one line
     key = gate_key(params)
-    if reuse:
+    if reuse and not stale:
         summary = gate_record.recorded_pass(params, key)
         if summary is not None:  # the caller reports the reuse (the flow's task logs it)
+            summary["manifests"] = manifest_digests(params)  # the same bytes: the key covers them
+            write_json_atomic(params.validation.summary_path, summary)
             return summary
-    summary = _validate(params)
+    summary = _validate(params, stale)
     gate_record.record_pass(params, key, summary)
     return summary
 
@@ -215,9 +228,25 @@ def gate_key(params: Params) -> str:
     return gate_record.fingerprint(params, GATE_CODE)
 
 
-def _validate(params: Params) -> dict[str, Any]:
+def stale_failure(dataset: str, why: str) -> dict[str, Any]:
+    """The gate's entry for a manifest its root's files no longer match (``why``: the fix)."""
+    return {
+        "dataset": dataset,
+        "batch": "manifest",
+        "expectation": "manifest_matches_its_root",
+        "rule": "manifest built from the files now under its root",
+        "column": None,
+        "unexpected_count": None,
+        "element_count": None,
+        "examples": [],
+        "message": why,
+    }
+
+
+def _validate(params: Params, stale: dict[str, str]) -> dict[str, Any]:
     v = params.validation
     preset, counts = expected_counts_for(params)
+    digests = manifest_digests(params)  # before reading: a rebuild meanwhile cannot pass as judged
     runner = _Runner()
     roles = [(s, MULTI_CAMERA) for s in params.data.sources]
     roles += [(s, SINGLE_CAMERA) for s in params.data.single_camera]
@@ -241,12 +270,13 @@ def _validate(params: Params) -> dict[str, Any]:
         report = Path(v.reports_dir) / f"{spec.name}.json"
         write_json_atomic(report, {k: stable(r.to_json_dict()) for k, r in results.items()})
         found = [f for batch, r in results.items() for f in _failures(spec.name, batch, r)]
+        found += [stale_failure(spec.name, stale[spec.name])] if spec.name in stale else []
         failures += found
         summary["datasets"][spec.name] = {
             "success": not found,
             "rows": len(df),
             "decoded": int(df["decodes"].notna().sum()),
-            "expectations": sum(len(r.results) for r in results.values()),
+            "expectations": sum(len(r.results) for r in results.values()) + (spec.name in stale),
             "failed": len(found),
             "report": str(report),
         }
@@ -256,6 +286,7 @@ def _validate(params: Params) -> dict[str, Any]:
     log.info("GX Data Docs: %s (%.2f s)", summary["data_docs"], time.perf_counter() - t0)
     summary["success"] = not failures
     summary["failures"] = failures
+    summary["manifests"] = digests
     write_json_atomic(v.summary_path, summary)
     return summary
 
@@ -264,6 +295,8 @@ def failure_line(f: dict[str, Any]) -> str:
     """``FAIL expect_... [rule] dataset/batch: 2 of 46 rows (column), e.g. a.jpg, b.jpg``."""
     where = f"{f['dataset']}" + ("" if f["batch"] == "manifest" else f"/{f['batch']}")
     head = f"FAIL {f['expectation']} [{f['rule']}] {where}"
+    if f.get("message"):
+        return f"{head}: {f['message']}"
     if f.get("unexpected_count") is not None:
         line = f"{head}: {f['unexpected_count']} of {f['element_count']} rows ({f['column']})"
         if f["examples"]:

@@ -63,7 +63,8 @@ def run_one(params_path: str, overrides: list[str], out: Path, seed: int) -> dic
     if done.is_file():
         return json.loads(done.read_text())
     params = load_params(params_path, [*overrides, f"train.out_dir={out}", f"train.seed={seed}"])
-    trainer = Trainer(params, resume=(out / "last.pt").is_file())
+    resume = (out / "last.pt").is_file()
+    trainer = Trainer(params, resume=resume, overwrite=not resume)  # killed before a checkpoint: start over
     return trainer.fit()
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from dynamix.errors import ManifestError
-from dynamix.io import atomic_path
+from dynamix.io import atomic_path, file_sha256
 
 if TYPE_CHECKING:
     from dynamix.config import DataConfig, Params
@@ -61,6 +61,18 @@ def manifest_path(cfg: Params | DataConfig, name: str) -> Path:
     """
     data = getattr(cfg, "data", cfg)
     return Path(data.manifests_dir) / f"{name}.parquet"
+
+
+def manifest_digests(params: Params) -> dict[str, str | None]:
+    """``{dataset: sha256 of its manifest file}`` for every configured dataset (None: no file).
+
+    What a data-gate result is bound to: the gate records the digests of the manifests it
+    judged, and ``dynamix train`` trusts that result only for the same bytes.
+    """
+    return {
+        spec.name: file_sha256(path) if (path := manifest_path(params, spec.name)).is_file() else None
+        for spec in params.data.all_datasets()
+    }
 
 
 def make_manifest(rows: dict[str, Iterable] | pd.DataFrame) -> pd.DataFrame:
@@ -116,8 +128,7 @@ def split_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
 def format_counts(counts: dict[str, dict[str, int]]) -> str:
     """``train: 120 images, 12 ids, 6 cameras | query: ...`` for one log line."""
     return " | ".join(
-        f"{split}: {c['images']} images, {c['ids']} ids, {c['cameras']} cameras"
-        for split, c in counts.items()
+        f"{split}: {c['images']} images, {c['ids']} ids, {c['cameras']} cameras" for split, c in counts.items()
     )
 
 

@@ -72,6 +72,7 @@ from dynamix.train.callbacks import Callback, JsonlLogger
 from dynamix.train.data import train_table, true_ids
 from dynamix.train.eval_record import evaluated_on
 from dynamix.train.features import extract_features
+from dynamix.train.preflight import mark_unfinished, prepare_out_dir
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint, save_checkpoint
 from dynamix.train.videos import VideoGroups
@@ -104,11 +105,20 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 class Trainer:
     """Builds the run from ``params`` (fresh, or from ``<out_dir>/last.pt`` with ``resume``).
 
+    A fresh run refuses an ``out_dir`` that holds a previous run's files unless
+    ``overwrite`` (which removes them first): :func:`~dynamix.train.preflight.prepare_out_dir`.
     Under torchrun (``WORLD_SIZE`` > 1) it starts the process group itself; callbacks run
     on rank 0 only (``dynamix train`` tears the group down at the end).
     """
 
-    def __init__(self, params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        params: Params,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.params, self.cfg = params, params.train
         cfg, mcfg = self.cfg, params.model
         self.out_dir = Path(cfg.out_dir)
@@ -129,6 +139,7 @@ class Trainer:
             raise DynamixError(f"train.eval_model must be momentum or online, not {cfg.eval_model!r}")
         if cfg.loss.single_negatives not in ("all", "video"):
             raise DynamixError(f"train.loss.single_negatives must be all or video, not {cfg.loss.single_negatives!r}")
+        prepare_out_dir(self.out_dir, resume=resume, overwrite=overwrite, main=self.is_main)
         state = load_checkpoint(self.out_dir / "last.pt") if resume else None
         torch.manual_seed(seed)  # the one global seed; everything else has its own RNG
 
@@ -203,6 +214,8 @@ class Trainer:
         )
         resume_step = self.step if resume else None
         self.callbacks = [*([JsonlLogger(self.out_dir, resume_step)] if self.is_main else []), *callbacks]
+        if resume and self.is_main:
+            mark_unfinished(self.out_dir)  # metrics.json comes back when this run ends
         backend = torch.distributed.get_backend() if self.world_size > 1 else "none"
         log.info("training on %s: world size %d, backend %s", self.device, self.world_size, backend)
 
@@ -613,6 +626,8 @@ class Trainer:
         return path
 
 
-def train(params: Params, *, resume: bool = False, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+def train(
+    params: Params, *, resume: bool = False, overwrite: bool = False, callbacks: Sequence[Callback] = ()
+) -> dict[str, Any]:
     """Run (or resume) a training run; returns the final metrics."""
-    return Trainer(params, resume=resume, callbacks=callbacks).fit()
+    return Trainer(params, resume=resume, overwrite=overwrite, callbacks=callbacks).fit()

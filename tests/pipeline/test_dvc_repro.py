@@ -11,6 +11,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from tiny_pipeline import repro, sh
 
+from dynamix.io import file_sha256
+
 REPO = Path(__file__).resolve().parents[2]
 STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 
@@ -49,6 +51,7 @@ def test_the_first_repro_runs_every_stage(tiny_dvc_repo, client):
     assert isinstance(promotion["promoted"], bool)
     assert promotion["reason"].startswith("accepted" if promotion["promoted"] else "rejected")
     assert promotion["run_id"] == tracking["run_id"] and promotion["version"] == 1
+    assert tracking["best_sha256"] == file_sha256(repo.path("runs/train/best.pt"))  # promote checked it
 
     (run,) = runs(client)  # the one MLflow run, in the repo's own sqlite store
     assert run.info.run_id == tracking["run_id"]
