@@ -7,15 +7,18 @@ that the MLflow UI tells runs apart at a glance instead of showing ``agreeable-h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import yaml
 
 from dynamix.config import Params
+from dynamix.data.manifest import manifest_path
 
 
 def _git(*args: str) -> str | None:
@@ -35,6 +38,68 @@ def data_md5(params: Params, dvc_file: str | os.PathLike[str] = "data.dvc") -> s
         if (path.parent / out["path"]).resolve() == Path(params.data.raw_dir).resolve():
             return str(out.get("md5", "unknown"))
     return "untracked"
+
+
+def dvc_remote(dvc_dir: str | os.PathLike[str] = ".dvc") -> str | None:
+    """URL of the default DVC remote (``core.remote`` in ``.dvc/config`` or ``config.local``).
+
+    Read by hand: DVC's INI files indent their keys, which :mod:`configparser` takes for
+    continuation lines, and starting ``dvc`` costs a second.
+    """
+    sections: dict[str, dict[str, str]] = {}
+    for name in ("config", "config.local"):
+        path = Path(dvc_dir) / name
+        if not path.is_file():
+            continue
+        section = ""
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip("'")
+            elif "=" in line and not line.startswith(("#", ";")):
+                key, value = (part.strip() for part in line.split("=", 1))
+                sections.setdefault(section, {})[key] = value
+    remote = sections.get("core", {}).get("remote")
+    return sections.get(f'remote "{remote}"', {}).get("url") if remote else None
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """One dataset version a run used, as MLflow shows it in the run's Datasets panel."""
+
+    name: str  # data/raw, manifests/market-syn
+    digest: str  # the DVC md5 of data/raw; md5 of a manifest file (MLflow keeps 36 characters)
+    source: str  # the local path (absolute)
+    context: str  # training | evaluation
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def data_inputs(params: Params, dvc_file: str | os.PathLike[str] = "data.dvc") -> list[DataInput]:
+    """The data version of a run: ``data.raw_dir`` by its DVC md5 (when ``data.dvc`` tracks
+    it) and each dataset's manifest by the md5 of its file (when written).
+
+    The manifests are what the trainer read; hashing them is cheap (one parquet file per
+    dataset), so the version is recorded also for a world that DVC does not track.
+    """
+    d = params.data
+    out = []
+    md5 = data_md5(params, dvc_file)
+    if md5 not in ("untracked", "unknown"):
+        tags = {"dvc.file": str(dvc_file), "dvc.md5": md5}
+        remote = dvc_remote(Path(dvc_file).parent / ".dvc")
+        if remote:
+            tags["dvc.remote"] = remote
+        raw = Path(d.raw_dir)
+        out.append(DataInput(str(d.raw_dir).rstrip("/"), md5[:36], str(raw.resolve()), "training", tags))
+    single = d.single_camera if params.train.sampler.single_camera else ()  # the ablation trains without
+    groups = [(d.sources, "training"), (single, "training"), (d.targets, "evaluation")]
+    for specs, context in groups:
+        for spec in specs:
+            path = manifest_path(params, spec.name)
+            if path.is_file():
+                digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+                out.append(DataInput(f"manifests/{spec.name}", digest, str(path.resolve()), context))
+    return out
 
 
 def preset(params: Params) -> str:

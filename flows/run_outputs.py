@@ -8,6 +8,7 @@ momentum encoder by default) at its best checkpoint, so its weights and its metr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import torch
 
 from dynamix.config import Params
 from dynamix.errors import DynamixError
+from dynamix.io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,43 @@ def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise DynamixError(f"{path}: not found; run `dynamix train` first or pass --run-dir")
     return json.loads(path.read_text())
+
+
+def read_run_params(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``<run_dir>/params.json``: the params the trainer actually ran with (the lineage that
+    gets logged), not the ones on the tracking command line."""
+    path = Path(run_dir) / "params.json"
+    if not path.is_file():
+        raise DynamixError(f"{path}: not found; only a `dynamix train` output directory can be tracked")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DynamixError(f"{path}: not valid JSON ({exc}); train the run again") from exc
+    if not isinstance(raw, dict):
+        raise DynamixError(f"{path}: not a params mapping; train the run again")
+    return raw
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str]) -> Path:
+    """The checkpoint whose encoder is logged: ``best.pt``, else ``last.pt``."""
+    for name in CHECKPOINTS:
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    raise DynamixError(f"{run_dir}: no best.pt or last.pt; run `dynamix train` first")
+
+
+def run_fingerprint(run_dir: str | os.PathLike[str]) -> str:
+    """What identifies a training run directory across ``track`` calls: sha256 over the
+    logged checkpoint's name and bytes and the bytes of ``params.json``.
+
+    The same directory tracked again (or first logged live by the Prefect flow) gives the
+    same fingerprint, so it finds its MLflow run instead of making a twin; a retrained
+    directory (new weights or params) gives a new one.
+    """
+    checkpoint = checkpoint_path(run_dir)
+    params = Path(run_dir) / "params.json"
+    parts = [checkpoint.name, file_sha256(checkpoint), file_sha256(params) if params.is_file() else "-"]
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
 
 
 @dataclass
@@ -63,16 +102,14 @@ def load_trained_model(run_dir: str | os.PathLike[str]) -> TrainedModel:
     """
     from dynamix.infer.checkpoint import build_encoder, read_checkpoint
 
-    found = [Path(run_dir) / name for name in CHECKPOINTS if (Path(run_dir) / name).is_file()]
-    if not found:
-        raise DynamixError(f"{run_dir}: no best.pt or last.pt; run `dynamix train` first")
-    state = read_checkpoint(found[0])
+    found = checkpoint_path(run_dir)
+    state = read_checkpoint(found)
     encoder = state["params"].get("train", {}).get("eval_model", "momentum")
-    model, info = build_encoder(state, found[0], encoder)
+    model, info = build_encoder(state, found, encoder)
     last_eval = state.get("last_eval") or {}
     targets = last_eval.get("targets") or {}
     metrics = {t: {k: float(v) for k, v in m.items()} for t, m in targets.items()}
-    return TrainedModel(model, found[0], info.step, encoder, info.img_size, metrics, last_eval)
+    return TrainedModel(model, found, info.step, encoder, info.img_size, metrics, last_eval)
 
 
 def input_example(params: Params, img_size: tuple[int, int], n: int = 2) -> np.ndarray:
