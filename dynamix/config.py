@@ -12,7 +12,11 @@ camera ranges, the promotion floors measured on them) are copied too, for the sa
 
 Settings with a fixed set of values are typed ``Literal[...]`` (``train.device``, whose
 ``cuda:N`` a Literal cannot list, is an ``Annotated`` pattern), so a bad value fails at
-load with the key, the value and the choices, not deep inside a run.
+load with the key, the value and the choices, not deep inside a run. Every number carries
+its allowed interval the same way (``Annotated[int, Range(ge=1)]``, named below as
+``PositiveInt`` and friends): ``train.iters=0`` or ``train.lr=-1`` fails at load with the
+key, the value, the interval and the file read (and the ``--set`` item, if one set it),
+instead of training nothing and writing an untrained ``best.pt``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ T = TypeVar("T")
 
 
 class ConfigError(DynamixError):
-    """A key in params.yaml is unknown, missing, or of the wrong type."""
+    """A key in params.yaml is unknown, missing, or of the wrong type or range.
+
+    ``key`` is the dotted key at fault (None for a problem with the whole file), so that
+    :func:`load_params` can say when the value came from a ``--set`` override.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,54 @@ class Matches:
     regex: str
     choices: str
 
+
+@dataclass(frozen=True)
+class Range:
+    """``Annotated[int, Range(ge=1)]``: the interval a number must lie in, checked at load.
+
+    Bounds left None are open. ``multiple_of``: the value must also be a multiple of it.
+    NaN lies in no interval. :meth:`describe` is how the error message shows the rule.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    multiple_of: int | None = None
+
+    def allows(self, value: float) -> bool:
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+            and (self.multiple_of is None or value % self.multiple_of == 0)
+        )
+
+    def describe(self) -> str:
+        """``>= 1``, ``> 0``, ``<= 1``, ``in [0, 1]``, ``in [0, 1)``, ``... and a multiple of 16``."""
+        low = ("[", ">=", self.ge) if self.ge is not None else ("(", ">", self.gt) if self.gt is not None else None
+        high = ("]", "<=", self.le) if self.le is not None else (")", "<", self.lt) if self.lt is not None else None
+        if low and high:
+            text = f"in {low[0]}{low[2]:g}, {high[2]:g}{high[0]}"
+        elif low or high:
+            _, sign, bound = low or high
+            text = f"{sign} {bound:g}"
+        else:
+            text = "a number"
+        return text if self.multiple_of is None else f"{text} and a multiple of {self.multiple_of}"
+
+
+# The intervals of the numeric settings: every int or float field carries one (a test checks).
+PositiveInt = Annotated[int, Range(ge=1)]  # iterations, sizes, counts: at least one
+NonNegativeInt = Annotated[int, Range(ge=0)]  # 0 = none / off / only at the end
+Seed = Annotated[int, Range(ge=0)]  # numpy's generators refuse negative seeds
+PositiveFloat = Annotated[float, Range(gt=0)]  # learning rate, temperatures, MAD factor
+NonNegativeFloat = Annotated[float, Range(ge=0)]  # loss weights, weight decay, clip, margins: 0 = off
+UnitInterval = Annotated[float, Range(ge=0, le=1)]  # rates, momenta, fractions, cosine thresholds, metric floors
+HalfOpenUnit = Annotated[float, Range(ge=0, lt=1)]  # drop-path rate, label smoothing: 1 would leave no signal
+PATCH = 16  # the patch size of every Arch (a test checks): a ViT's input sides are multiples of it
+ImageSide = Annotated[int, Range(ge=PATCH, multiple_of=PATCH)]  # pixels a patch would drop otherwise
 
 # The enum-like settings. Modules that act on them take their lists from here
 # (``typing.get_args``), or a test keeps the two equal (see tests/test_config.py).
@@ -81,7 +141,7 @@ class DataConfig:
     raw_dir: str = "data/raw"
     manifests_dir: str = "data/manifests"
     preset: SynthPreset = "default"
-    seed: int = 0
+    seed: Seed = 0
     # the synthetic world of the demo, as in the paper's D+C+M -> Market protocol
     sources: tuple[DatasetSpec, ...] = (
         DatasetSpec("duke-syn", "dukemtmc", "data/raw/duke-syn"),
@@ -100,17 +160,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    max_rank: int = 50
+    max_rank: PositiveInt = 50
     metric: Metric = "cosine"
-    block_size: int = 512
+    block_size: PositiveInt = 512
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
     """Hand-crafted colour-histogram descriptor: the floor a learned model must beat."""
 
-    stripes: int = 8
-    bins: int = 8
+    stripes: PositiveInt = 8
+    bins: PositiveInt = 8
 
 
 # Images per synthetic preset, dataset and split (validation.expected_counts).
@@ -146,14 +206,14 @@ class ValidationConfig:
 
     reports_dir: str = "reports/validation"
     summary_path: str = "metrics/validation.json"
-    min_height: int = 32
-    max_height: int = 1024
-    min_width: int = 16
-    max_width: int = 512
-    decode_sample: int = 0
-    seed: int = 0
-    min_train_cameras: int = 2
-    camid_max: dict[str, int] = field(
+    min_height: PositiveInt = 32
+    max_height: PositiveInt = 1024
+    min_width: PositiveInt = 16
+    max_width: PositiveInt = 512
+    decode_sample: NonNegativeInt = 0
+    seed: Seed = 0
+    min_train_cameras: PositiveInt = 2
+    camid_max: dict[str, NonNegativeInt] = field(
         default_factory=lambda: {"market1501": 8, "dukemtmc": 8, "msmt17": 14, "cuhk03-np": 1}
     )
     renumbered_test_formats: tuple[DatasetFormat, ...] = ("msmt17",)
@@ -172,14 +232,14 @@ class ModelConfig:
     """
 
     arch: Arch = "vit_tiny_patch16_224"
-    depth: int | None = 4
+    depth: PositiveInt | None = 4
     global_pool: GlobalPool = "token"
-    img_height: int = 128
-    img_width: int = 64
+    img_height: ImageSide = 128
+    img_width: ImageSide = 64
     pretrained_path: str | None = None
-    drop_path_rate: float = 0.1
-    momentum: float = 0.9
-    momentum_warmup: int = 20
+    drop_path_rate: HalfOpenUnit = 0.1
+    momentum: UnitInterval = 0.9
+    momentum_warmup: NonNegativeInt = 20
 
 
 @dataclass(frozen=True)
@@ -194,13 +254,13 @@ class SamplerConfig:
     single-camera id meets negatives filmed by the same camera (see ``LossConfig``).
     """
 
-    p_m: int = 16
-    p_s: int = 4
-    k: int = 4
+    p_m: PositiveInt = 16
+    p_s: PositiveInt = 4
+    k: PositiveInt = 4
     matching: bool = True
     single_camera: bool = True
     keep_batch_size: bool = False
-    ids_per_video: int = 2
+    ids_per_video: PositiveInt = 2
 
 
 @dataclass(frozen=True)
@@ -216,18 +276,18 @@ class LossConfig:
     """
 
     centroid: bool = True
-    temperature: float = 0.05
-    num_negatives: int = 4096
-    hard_fraction: float = 0.5
-    w_centroid_multi: float = 1.0
-    w_centroid_single: float = 0.5
-    w_triplet: float = 1.0
-    triplet_margin: float | None = 0.3
-    w_consistency: float = 0.5
+    temperature: PositiveFloat = 0.05
+    num_negatives: PositiveInt = 4096
+    hard_fraction: UnitInterval = 0.5
+    w_centroid_multi: NonNegativeFloat = 1.0
+    w_centroid_single: NonNegativeFloat = 0.5
+    w_triplet: NonNegativeFloat = 1.0
+    triplet_margin: NonNegativeFloat | None = 0.3
+    w_consistency: NonNegativeFloat = 0.5
     consistency_kind: ConsistencyKind = "cosine"
-    w_id: float = 1.0
-    id_temperature: float = 0.05
-    id_label_smoothing: float = 0.1
+    w_id: NonNegativeFloat = 1.0
+    id_temperature: PositiveFloat = 0.05
+    id_label_smoothing: HalfOpenUnit = 0.1
     single_negatives: SingleNegatives = "video"
 
 
@@ -245,20 +305,20 @@ class RelabelConfig:
     """
 
     enabled: bool = True
-    warmup: int = 300
-    every: int = 150
-    tau_filter: float = 0.5
-    tau_relabel: float = 0.7
-    margin: float = 0.1
-    tau_merge: float = 0.9
-    topk: int = 8
+    warmup: NonNegativeInt = 300
+    every: PositiveInt = 150
+    tau_filter: UnitInterval = 0.5
+    tau_relabel: UnitInterval = 0.7
+    margin: UnitInterval = 0.1
+    tau_merge: UnitInterval = 0.9
+    topk: PositiveInt = 8
     mutual: bool = False
     merge: bool = False
-    filter_mad: float | None = 4.0
+    filter_mad: PositiveFloat | None = 4.0
     reassign: bool = False
     refresh_centroids: bool = True
-    max_merge_fraction: float = 0.5
-    nlist: int = 0  # > 0: approximate (IVF) top-k search with this many lists, for huge banks
+    max_merge_fraction: UnitInterval = 0.5
+    nlist: NonNegativeInt = 0  # > 0: approximate (IVF) top-k search with this many lists, for huge banks
 
 
 @dataclass(frozen=True)
@@ -266,22 +326,22 @@ class TrainConfig:
     """``dynamix train``: iteration-based loop, schedule, checkpoints and evaluation."""
 
     out_dir: str = "runs/train"
-    seed: int = 0
-    iters: int = 600
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.01
-    warmup_iters: int = 50
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
+    seed: Seed = 0
+    iters: PositiveInt = 600
+    lr: PositiveFloat = 1e-3
+    min_lr_ratio: UnitInterval = 0.01
+    warmup_iters: NonNegativeInt = 50
+    weight_decay: NonNegativeFloat = 0.05
+    grad_clip: NonNegativeFloat = 1.0  # 0 = no clipping
     amp: bool = True
     device: Device = "auto"
-    nproc_per_node: int = 1  # > 1: torchrun with this many processes (see dynamix/train/launch)
-    num_workers: int = 2
-    eval_batch_size: int = 128
-    eval_every: int = 200
+    nproc_per_node: PositiveInt = 1  # > 1: torchrun with this many processes (see dynamix/train/launch)
+    num_workers: NonNegativeInt = 2
+    eval_batch_size: PositiveInt = 128
+    eval_every: NonNegativeInt = 200  # 0 = only at the end
     eval_model: EvalModel = "momentum"
-    checkpoint_every: int = 50
-    centroid_momentum: float = 0.2
+    checkpoint_every: NonNegativeInt = 50  # 0 = only at the end
+    centroid_momentum: UnitInterval = 0.2
     centroid_dtype: CentroidDtype = "fp16"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -304,10 +364,10 @@ class StorageConfig:
     checkpoints_uri: str = "s3://checkpoints/dynamix/runs"
     snapshots_uri: str = "s3://checkpoints/dynamix/snapshots"
     retry_mode: RetryMode = "standard"
-    max_attempts: int = 5
-    multipart_threshold_mb: int = 64
-    multipart_chunk_mb: int = 16
-    max_concurrency: int = 4
+    max_attempts: PositiveInt = 5
+    multipart_threshold_mb: PositiveInt = 64
+    multipart_chunk_mb: Annotated[int, Range(ge=5)] = 16  # S3 refuses parts under 5 MB (but the last)
+    max_concurrency: PositiveInt = 4
     checksum_algorithm: ChecksumAlgorithm | None = "SHA256"
 
 
@@ -326,8 +386,8 @@ class TrackingConfig:
     experiment: str = "dynamix"
     registered_model: str = "dynamix-reid"
     artifact_location: str | None = None
-    log_every: int = 10
-    ranked_list_queries: int = 6
+    log_every: PositiveInt = 10
+    ranked_list_queries: NonNegativeInt = 6
 
 
 PROMOTION_METRICS = METRIC_KEYS  # the gate judges the metrics every report holds
@@ -338,19 +398,25 @@ class PromotionConfig:
     """The promotion gate (``flows/promotion.py``).
 
     ``thresholds`` maps a target name (or ``default``, for every target not listed) to
-    ``{metric: minimum}`` with metrics from :data:`PROMOTION_METRICS`. A model becomes the
-    ``alias`` only if every target clears its minimums and no gated metric falls more than
-    ``max_regression`` (absolute) below the current champion's.
+    ``{metric: minimum}`` with metrics from :data:`PROMOTION_METRICS`; a key that names no
+    ``data.targets`` entry fails at load (:class:`Params`). A model becomes the ``alias``
+    only if every target clears its minimums, every gated metric beats the colour baseline
+    (the ``baseline`` file, written by ``dynamix baseline`` on the same data) by more than
+    ``baseline_margin``, and none falls more than ``max_regression`` (absolute) below the
+    current champion's. A negative ``baseline_margin`` lets a model trail the baseline by
+    that much (for worlds where the colour descriptor is strong, such as ``tiny``).
     """
 
-    thresholds: dict[str, dict[str, float]] = field(
+    thresholds: dict[str, dict[str, UnitInterval]] = field(
         default_factory=lambda: {
             "default": {"rank1": 0.12, "mAP": 0.08},
             "market-syn": {"rank1": 0.13, "mAP": 0.085},
             "night-syn": {"rank1": 0.11, "mAP": 0.08},
         }
     )
-    max_regression: float = 0.01
+    max_regression: UnitInterval = 0.01
+    baseline: str = "metrics/baseline.json"
+    baseline_margin: Annotated[float, Range(ge=-1, le=1)] = 0.0  # negative: may trail the baseline
     alias: str = "champion"
 
     def __post_init__(self) -> None:
@@ -392,6 +458,18 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
+    def __post_init__(self) -> None:
+        # a threshold for a target that does not exist would be silently unused (and the
+        # target meant gated by ``default`` only): `market_syn` for `market-syn`
+        targets = [spec.name for spec in self.data.targets]
+        for key in self.promotion.thresholds:
+            if key != "default" and key not in targets:
+                raise ConfigError(
+                    f"params.yaml: 'promotion.thresholds.{key}' names no target "
+                    f"(known: default, {', '.join(targets) or 'no data.targets'})",
+                    f"promotion.thresholds.{key}",
+                )
+
 
 def load_params(path: str | os.PathLike[str] = "params.yaml", overrides: list[str] = ()) -> Params:
     """Read ``path`` into :class:`Params`; ``overrides`` are ``dotted.key=yaml_value`` strings."""
@@ -400,11 +478,29 @@ def load_params(path: str | os.PathLike[str] = "params.yaml", overrides: list[st
         raise ConfigError(f"{p}: params file not found; run from the repo root or pass --params")
     try:
         raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    except yaml.YAMLError as exc:  # PyYAML's message spans lines: the CLI promises one
+        raise ConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from exc
     for item in overrides:
         apply_override(raw, item)
-    return from_dict(Params, raw, where=str(p))
+    try:
+        return from_dict(Params, raw, where=str(p))
+    except ConfigError as exc:
+        item = _override_of(exc.key, overrides)
+        if item is None:
+            raise
+        raise ConfigError(f"{exc} (from --set {item})", exc.key) from exc
+
+
+def _override_of(key: str | None, overrides: list[str]) -> str | None:
+    """The ``--set`` item that gave ``key`` its value (it or a section above it), else None.
+
+    The last such item wins, as it did when the overrides were applied.
+    """
+    for item in reversed(overrides):
+        name = item.partition("=")[0]
+        if key is not None and (key == name or key.startswith(name + ".")):
+            return item
+    return None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -450,21 +546,37 @@ def from_dict(cls: type[T], raw: Any, *, where: str, key: str = "") -> T:
     """Build dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
     label = f"{where}: {key or 'top level'}"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls, include_extras=True)  # keep Annotated's Matches
+        raise ConfigError(f"{label} must be a mapping, got {type(raw).__name__}", key or None)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keep Annotated's Matches and Range
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         dotted = f"{key}.{unknown[0]}" if key else unknown[0]
-        raise ConfigError(f"{where}: unknown key '{dotted}' (known: {', '.join(fields)})")
+        raise ConfigError(f"{where}: unknown key '{dotted}' (known: {', '.join(fields)})", dotted)
     kwargs = {}
     for name, f in fields.items():
         sub = f"{key}.{name}" if key else name
         if name in raw:
             kwargs[name] = _coerce(hints[name], raw[name], where=where, key=sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}: missing required key '{sub}'")
-    return cls(**kwargs)
+            raise ConfigError(f"{where}: missing required key '{sub}'", sub)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise _in_file(exc, where) from exc
+
+
+def _in_file(exc: ConfigError, where: str) -> ConfigError:
+    """A ``__post_init__`` check's error, naming the file actually read.
+
+    Those checks (cross-field rules) cannot know the file and say ``params.yaml: ...``;
+    the first quoted dotted key in the message is the key at fault.
+    """
+    message = str(exc)
+    if message.startswith("params.yaml: "):
+        message = f"{where}: {message.removeprefix('params.yaml: ')}"
+    quoted = re.search(r"'([^'\s]+)'", message)
+    return ConfigError(message, exc.key or (quoted.group(1) if quoted else None))
 
 
 def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
@@ -479,22 +591,25 @@ def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
         return _coerce(inner[0], value, where=where, key=key)
     if origin is Literal:
         if not any(type(value) is type(a) and value == a for a in args):  # True is not 1
-            raise ConfigError(f"{where}: '{key}' must be {_choices(args)}, got {value!r}")
+            raise ConfigError(f"{where}: '{key}' must be {_choices(args)}, got {value!r}", key)
         return value
     if origin is Annotated:
         value = _coerce(args[0], value, where=where, key=key)
         for rule in args[1:]:
             if isinstance(rule, Matches) and not re.fullmatch(rule.regex, value):
-                raise ConfigError(f"{where}: '{key}' must be {rule.choices}, got {value!r}")
+                raise ConfigError(f"{where}: '{key}' must be {rule.choices}, got {value!r}", key)
+            if isinstance(rule, Range) and not rule.allows(value):
+                raise ConfigError(f"{where}: '{key}' must be {rule.describe()}, got {value!r}", key)
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: '{key}' must be a list, got {type(value).__name__}")
+            raise ConfigError(f"{where}: '{key}' must be a list, got {type(value).__name__}", key)
         return tuple(_coerce(args[0], v, where=where, key=f"{key}.{i}") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
-        return dict(value)
+            raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}", key)
+        inner = args[1] if len(args) == 2 else Any  # the values' type: checked like any field
+        return {k: _coerce(inner, v, where=where, key=f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -506,11 +621,12 @@ def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
         except ValueError:
             pass
     if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: '{key}' must be true/false, got {value!r}")
+        raise ConfigError(f"{where}: '{key}' must be true/false, got {value!r}", key)
     if tp is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}", key)
     if not isinstance(value, tp):
-        raise ConfigError(f"{where}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}")
+        kind = "a number" if tp is float else tp.__name__  # a float setting takes 3, 0.5 and 1e-3
+        raise ConfigError(f"{where}: '{key}' must be {kind}, got {type(value).__name__} {value!r}", key)
     return value
 
 

@@ -60,7 +60,7 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     p = write(tmp_path, "data:\n  seed: 1\n")
     params = load_params(p, ["data.seed=7", "evaluation.metric=euclidean", "train.lr=1e-3"])
     assert params.train.lr == 1e-3
-    with pytest.raises(ConfigError, match=r"'train\.lr' must be float"):
+    with pytest.raises(ConfigError, match=r"'train\.lr' must be a number, got str 'fast'"):
         load_params(p, ["train.lr=fast"])
     assert params.data.seed == 7
     assert params.evaluation.metric == "euclidean"
@@ -168,7 +168,8 @@ def test_a_bad_enum_value_names_key_value_choices_and_file(key, tmp_path):
     with pytest.raises(ConfigError) as err:
         load_params(path, [f"{key}=bogus"])
     message = str(err.value)
-    assert message.startswith(f"{path}: '{key}' must be ") and message.endswith(", got 'bogus'")
+    assert message.startswith(f"{path}: '{key}' must be ")
+    assert message.endswith(f", got 'bogus' (from --set {key}=bogus)")
     assert all(c in message for c in choices) and "\n" not in message
     for value in choices:  # every listed choice loads
         assert config.to_dict(load_params(path, [f"{key}={value}"]))
@@ -200,7 +201,8 @@ def test_the_cli_prints_one_line_and_exits_2(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err == (
-        f"dynamix prepare: error: {params}: 'evaluation.metric' must be cosine or euclidean, got 'hamming'\n"
+        f"dynamix prepare: error: {params}: 'evaluation.metric' must be cosine or euclidean, got 'hamming' "
+        "(from --set evaluation.metric=hamming)\n"
     )
 
 
@@ -240,3 +242,178 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---- numbers: every numeric setting has an interval, checked at load ------------------------
+def settings(cls: type = Params, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, type with its Annotated rules)`` of every leaf setting."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        key, tp = f"{prefix}{f.name}", hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from settings(tp, key + ".")
+        else:
+            yield key, tp
+
+
+def scalar_of(tp: Any) -> tuple[Any, config.Range | None, int]:
+    """``(base type, its Range or None, dict levels above it)`` of ``X | None`` or ``dict[str, X]``."""
+    levels = 0
+    while typing.get_origin(tp) in (typing.Union, types.UnionType, dict):
+        if typing.get_origin(tp) is dict:
+            tp, levels = typing.get_args(tp)[1], levels + 1
+        else:
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is typing.Annotated:
+        base, *rules = typing.get_args(tp)
+        return base, next((r for r in rules if isinstance(r, config.Range)), None), levels
+    return tp, None, levels
+
+
+NUMBERS = {key: scalar_of(tp) for key, tp in settings() if scalar_of(tp)[0] in (int, float)}
+# a key with valid names for the settings that are dicts of numbers
+CONCRETE = {
+    "promotion.thresholds": "promotion.thresholds.default.mAP",
+    "validation.camid_max": "validation.camid_max.market1501",
+}
+
+
+def test_every_numeric_setting_has_an_interval():
+    assert {"train.iters", "train.lr", "train.num_workers", "train.sampler.k", "promotion.thresholds"} <= set(NUMBERS)
+    assert len(NUMBERS) > 60
+    assert [key for key, (_, rule, _) in NUMBERS.items() if rule is None] == []
+
+
+def outside(rule: config.Range) -> list[float]:
+    """Values just outside ``rule``: below its lower bound, above its upper one, off its step."""
+    values = []
+    if rule.ge is not None or rule.gt is not None:
+        values.append(rule.ge - 1 if rule.ge is not None else rule.gt)
+    if rule.le is not None or rule.lt is not None:
+        values.append(rule.le + 0.5 if rule.le is not None else rule.lt)
+    if rule.multiple_of is not None:
+        values.append((rule.ge or 0) + rule.multiple_of + 1)
+    return values
+
+
+def inside(rule: config.Range) -> list[float]:
+    """The closed bounds themselves, and a value just inside an open one."""
+    values = [b for b in (rule.ge, rule.le) if b is not None]
+    values += [rule.gt + 0.5] if rule.gt is not None else []
+    values += [rule.lt - 0.5] if rule.lt is not None else []
+    return values
+
+
+def nested(key: str, value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+BAD_NUMBERS = [
+    (CONCRETE.get(key, key + ".x" * levels), base, rule, value)
+    for key, (base, rule, levels) in sorted(NUMBERS.items())
+    for value in outside(rule)
+]
+
+
+@pytest.mark.parametrize(("key", "base", "rule", "value"), BAD_NUMBERS, ids=[f"{b[0]}={b[3]}" for b in BAD_NUMBERS])
+def test_a_number_outside_its_interval_names_key_value_interval_and_file(key, base, rule, value, tmp_path):
+    expected = f"'{key}' must be {rule.describe()}, got {base(value)!r}"
+    in_file = write(tmp_path, yaml.safe_dump(nested(key, value)))
+    with pytest.raises(ConfigError) as err:
+        load_params(in_file)
+    assert str(err.value) == f"{in_file}: {expected}"
+    path = write(tmp_path, "data:\n  seed: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path, [f"{key}={value}"])
+    assert str(err.value) == f"{path}: {expected} (from --set {key}={value})"
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key", sorted(NUMBERS))
+def test_the_bounds_of_an_interval_load(key, tmp_path):
+    base, rule, levels = NUMBERS[key]
+    key = CONCRETE.get(key, key + ".x" * levels)
+    path = write(tmp_path, "data:\n  seed: 1\n")
+    for value in inside(rule):
+        flat = flatten(load_params(path, [f"{key}={value}"]))
+        assert flat[key] == base(value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.iters=0", "'train.iters' must be >= 1, got 0"),  # it wrote an untrained best.pt
+        ("train.iters=-5", "'train.iters' must be >= 1, got -5"),
+        ("train.lr=-1", "'train.lr' must be > 0, got -1.0"),
+        ("train.lr=.nan", "'train.lr' must be > 0, got nan"),
+        ("train.num_workers=-1", "'train.num_workers' must be >= 0, got -1"),
+        ("train.sampler.p_s=0", "'train.sampler.p_s' must be >= 1, got 0"),
+        ("train.loss.temperature=0", "'train.loss.temperature' must be > 0, got 0.0"),
+        ("train.loss.id_label_smoothing=1", "'train.loss.id_label_smoothing' must be in [0, 1), got 1.0"),
+        ("train.relabel.tau_merge=1.2", "'train.relabel.tau_merge' must be in [0, 1], got 1.2"),
+        ("model.img_height=100", "'model.img_height' must be >= 16 and a multiple of 16, got 100"),
+        ("model.depth=0", "'model.depth' must be >= 1, got 0"),
+        ("storage.multipart_chunk_mb=1", "'storage.multipart_chunk_mb' must be >= 5, got 1"),
+        (
+            "promotion.thresholds={default: {rank1: 0.1, mAP: 1.01}}",
+            "'promotion.thresholds.default.mAP' must be in [0, 1], got 1.01",
+        ),
+        ("validation.camid_max={market1501: eight}", "'validation.camid_max.market1501' must be int, got str 'eight'"),
+    ],
+)
+def test_out_of_range_values_from_set_are_refused_in_one_line(override, message, tmp_path):
+    path = write(tmp_path, "data:\n  seed: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path, [override])
+    assert str(err.value) == f"{path}: {message} (from --set {override})"
+    assert load_params(path, ["train.iters=1", "model.depth=null", "train.loss.triplet_margin=null"])
+
+
+def test_the_last_set_item_is_named_and_a_file_value_names_no_set(tmp_path):
+    path = write(tmp_path, "train:\n  iters: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: 'train\.iters' must be >= 1, got 0$"):
+        load_params(path, ["train.lr=0.1"])  # another key's --set is not the culprit
+    with pytest.raises(ConfigError, match=r"got -2 \(from --set train=\{iters: -2\}\)$"):
+        load_params(path, ["train.iters=5", "train={iters: -2}"])
+    assert load_params(path, ["train.iters=5"]).train.iters == 5
+
+
+def test_cross_field_checks_name_the_file_read_too(tmp_path):
+    path = write(tmp_path, "promotion:\n  thresholds:\n    default: {rankl: 0.1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert str(err.value).startswith(f"{path}: unknown metric 'promotion.thresholds.default.rankl'")
+    with pytest.raises(ConfigError, match=r"\(from --set promotion\.thresholds=\{default: \{rankl: 0\.1\}\}\)$"):
+        load_params(write(tmp_path, "data:\n  seed: 1\n"), ["promotion.thresholds={default: {rankl: 0.1}}"])
+
+
+def test_bad_yaml_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_params(write(tmp_path, "data: [unclosed\n"))
+    assert "not valid YAML" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_image_sides_follow_the_patch_size_of_every_arch():
+    assert all(f"_patch{config.PATCH}_" in arch for arch in typing.get_args(config.Arch))
+    assert NUMBERS["model.img_height"][1] == config.Range(ge=config.PATCH, multiple_of=config.PATCH)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.iters=0", "'train.iters' must be >= 1, got 0"),
+        ("train.lr=-1", "'train.lr' must be > 0, got -1.0"),
+        ("train.num_workers=-1", "'train.num_workers' must be >= 0, got -1"),
+    ],
+)
+def test_dynamix_train_refuses_a_bad_number_in_one_line_before_training(override, message, capsys, tmp_path):
+    from dynamix.cli import main
+
+    params, out = str(REPO / "params.yaml"), tmp_path / "run"
+    code = main(["train", "--params", params, "--set", f"train.out_dir={out}", "--set", override, "--no-progress"])
+    assert code == 2
+    assert capsys.readouterr().err == f"dynamix train: error: {params}: {message} (from --set {override})\n"
+    assert not out.exists()  # nothing trained, no best.pt to track or promote
