@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from dynamix.baseline import evaluate_targets
+from dynamix.baseline import DATA_VERSION_KEY, baseline_report
 from dynamix.config import load_params
 from dynamix.errors import DynamixError
 from dynamix.io import write_json_atomic
@@ -42,9 +42,9 @@ def validate_task(params_path: str, overrides: list[str]) -> dict[str, Any]:
 
 @task(name="baseline-evaluation")
 def baseline_task(params_path: str, overrides: list[str], metrics_out: str) -> dict[str, Any]:
-    metrics = evaluate_targets(load_params(params_path, overrides))
-    write_json_atomic(metrics_out, metrics)
-    return metrics
+    report = baseline_report(load_params(params_path, overrides))  # with its data version, for the gate
+    write_json_atomic(metrics_out, report)
+    return {name: values for name, values in report.items() if name != DATA_VERSION_KEY}
 
 
 @flow(name="dynamix-data")

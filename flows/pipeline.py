@@ -21,7 +21,8 @@ flow opens it and passes its id to every task (MLflow's active run is per thread
   of it when still valid, else a feature pass), by the same function as the DVC
   ``promote`` stage (:func:`flows.promotion.candidate_evaluation`); ``log-outputs``:
   checkpoints, curves, ranked lists and the model into the MLflow run; ``promote``:
-  register the model and move the alias only on acceptance (:mod:`flows.promotion`).
+  register the model and move the alias only on acceptance (:mod:`flows.promotion`),
+  one promotion at a time (a Prefect global concurrency limit, :data:`PROMOTE_LIMIT`).
 
 The flow ends with a table artifact (``pipeline-metrics``) and a markdown artifact
 (``promotion``). It returns a summary dict; with ``fail_on_reject`` a rejected model ends
@@ -34,7 +35,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,24 +132,31 @@ def resume_plan(params: Params, attempt: int, resume: bool) -> tuple[bool, str]:
 
     A first attempt starts fresh unless ``resume`` asks for it; a retry resumes. Either
     way only a checkpoint whose params match (up to :data:`RUNTIME_KEYS`) is resumed. A
-    fresh start removes the previous run's checkpoints first, so a retry can never pick
-    up a stale ``last.pt`` nor the evaluation a stale ``best.pt``.
+    fresh start removes the previous run's files first (every file the trainer writes, and
+    the temporary files of killed writes; ``dynamix train --overwrite``), so a retry can
+    never pick up a stale ``last.pt``, nor the evaluation a stale ``best.pt``, nor tracking
+    a stale ``metrics.json``. A fresh flow run into a used ``train.out_dir`` therefore
+    replaces the run there, as ``dvc repro`` does; ``resume=True`` continues it instead. An unreadable
+    ``last.pt`` (zero bytes, truncated) raises the :class:`DynamixError` naming it: the
+    task fails once, without retries that would read the same file again.
     """
     out = Path(params.train.out_dir)
     last = out / "last.pt"
     why = f"attempt {attempt}"
     if attempt > 1 or resume:
         if last.is_file():
-            import torch
+            from dynamix.train.state import load_checkpoint
 
-            saved = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+            saved = load_checkpoint(last, mmap=True)
             if _comparable(saved.get("params") or {}) == _comparable(to_dict(params)):
                 return True, f"{why}: resuming {last} at step {int(saved['step'])}"
             why += f": {last} was written with other params"
         else:
             why += f": no {last}"
-    for name in ("last.pt", "best.pt", "metrics.json"):
-        (out / name).unlink(missing_ok=True)
+    # the flow owns train.out_dir as DVC owns a stage's outs: a fresh start replaces the run there
+    from dynamix.train.preflight import prepare_out_dir
+
+    prepare_out_dir(out, resume=False, overwrite=True, main=True)
     return False, f"{why}: training from step 0"
 
 
@@ -246,11 +256,60 @@ def log_task(params_path: str, overrides: list[str], run_id: str) -> dict[str, A
     return log_training_outputs(params.train.out_dir, params, log_model=True, run_id=run_id)
 
 
-@task(name="promote")
-def promote_task(params_path: str, overrides: list[str], run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    from flows.promotion import register_and_promote
+#: The Prefect global concurrency limit (1 slot) every promote task holds: flow runs on
+#: other workers and machines take turns too, not only the processes of one machine that
+#: the promotion file lock (:func:`flows.promotion.promotion_lock`) serialises.
+PROMOTE_LIMIT = "dynamix-promote"
+_ENSURING = threading.Lock()
 
-    return register_and_promote(_params(params_path, overrides), run_id, metrics)
+
+@contextmanager
+def promotion_slot(name: str = PROMOTE_LIMIT, timeout_s: float = 900) -> Iterator[None]:
+    """Hold the one slot of the global concurrency limit ``name``, made first if missing.
+
+    ``concurrency()`` on a limit that does not exist would go ahead without limiting, and
+    a limit set to more than 1 slot would let two promotions in: so the limit is created
+    with 1 slot (a concurrent creator's 409 is fine) or set back to 1 slot, active, before
+    the slot is taken with ``strict=True``.
+    """
+    import httpx
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with _ENSURING, get_client(sync_client=True) as client:  # this process's threads: one creator
+        try:
+            limit = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except (ObjectAlreadyExists, httpx.HTTPStatusError):
+                client.read_global_concurrency_limit_by_name(name)  # made by another process meanwhile
+        else:
+            if limit.limit != 1 or not limit.active:
+                log.warning("concurrency limit %s had %d slots (active %s): set to 1", name, limit.limit, limit.active)
+                client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1, active=True))
+    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
+        yield
+
+
+@task(name="promote")
+def promote_task(
+    params_path: str,
+    overrides: list[str],
+    run_id: str,
+    evaluation: dict[str, Any],
+    override_reason: str | None = None,
+) -> dict[str, Any]:
+    """:func:`flows.promotion.promote_candidate` of the evaluate task's report, one flow run
+    at a time (:func:`promotion_slot`); with no baseline of this data version on file, the
+    baseline is scored on the current data (the flow has no baseline stage)."""
+    from flows.promotion import promote_candidate
+
+    params = _params(params_path, overrides)
+    with promotion_slot():
+        return promote_candidate(params, run_id, evaluation, override_reason=override_reason, compute_baseline=True)
 
 
 @flow(name="dynamix-pipeline")
@@ -260,12 +319,15 @@ def pipeline_flow(
     run_name: str | None = None,
     fail_on_reject: bool = False,
     resume: bool = False,
+    override_reason: str | None = None,
 ) -> dict[str, Any]:
     """Data → validation gate → training → evaluation → MLflow → promotion, on one config.
 
     ``overrides`` are ``dotted.key=value`` strings as for ``--set``; ``run_name`` names the
     MLflow run (default: protocol · variant · seed); ``resume`` continues ``last.pt``
-    already on the first attempt (a rerun after a crash).
+    already on the first attempt (a rerun after a crash); ``override_reason`` lets weights
+    rejected before be judged again, logged on the version (``dynamix promote
+    --override-reason``).
     """
     from flows import tracking
     from flows.pipeline_report import (
@@ -287,7 +349,7 @@ def pipeline_flow(
         trained = train_task(params_path, overrides, run_id, resume)
         evaluation = evaluate_task(params_path, overrides)
         log_task(params_path, overrides, run_id)
-        decision = promote_task(params_path, overrides, run_id, evaluation["targets"])
+        decision = promote_task(params_path, overrides, run_id, evaluation, override_reason)
     link = mlflow_run_link(tracking.tracking_uri(params), experiment_id, run_id)
     create_table_artifact(
         key="pipeline-metrics",
@@ -328,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-name", default=None, help="MLflow run name")
     p.add_argument("--fail-on-reject", action="store_true", help="exit 1 when the promotion gate rejects the model")
     p.add_argument("--resume", action="store_true", help="continue <train.out_dir>/last.pt")
+    p.add_argument(
+        "--override-reason", default=None, metavar="TEXT", help="judge weights rejected before again; logged"
+    )
     args = p.parse_args(argv)
     state = pipeline_flow(
         params_path=args.params,
@@ -335,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         run_name=args.run_name,
         fail_on_reject=args.fail_on_reject,
         resume=args.resume,
+        override_reason=args.override_reason,
         return_state=True,
     )
     if not state.is_completed():
