@@ -280,7 +280,8 @@ def dvc_plots(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     for plot in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]:
         ((plot_id, spec),) = plot.items()
         points[plot_id] = sum(
-            len(fields) * len(list(csv.DictReader((repo / rel).read_text().splitlines())))
+            len([fields] if isinstance(fields, str) else fields)  # `y: file: col` or a list
+            * len(list(csv.DictReader((repo / rel).read_text().splitlines())))
             for rel, fields in spec["y"].items()
         )
     return out / "index.html", points

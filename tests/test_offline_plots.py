@@ -22,7 +22,9 @@ import vendor_npm  # noqa: E402
 
 CURVES = {
     "reports/train/steps.csv": "step,loss\n10,15.5\n20,12.25\n30,9.75\n",
-    "reports/train/eval.csv": "step,target,rank1,mAP\n200,a-syn,0.25,0.125\n400,a-syn,0.5,0.375\n",
+    "reports/train/eval.csv": (
+        "step,target,rank1,mAP\n200,a-syn,0.25,0.125\n200,b-syn,0.5,0.25\n400,a-syn,0.5,0.375\n400,b-syn,0.75,0.5\n"
+    ),
     "reports/train/relabel.csv": ("step,images_filtered,images_relabeled,ids_merged,purity\n300,5636,0,0,0.965\n"),
 }
 DVC = str(Path(sys.executable).with_name("dvc"))  # the venv's, whatever PATH says
@@ -74,6 +76,7 @@ def _dvc_repo(root: Path) -> None:
     target = (root / ".dvc" / template).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy((REPO / ".dvc" / template).resolve(), target)
+    shutil.copytree(REPO / ".dvc/plots", root / ".dvc/plots")  # the project's Vega templates
     plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
     (root / "dvc.yaml").write_text(yaml.safe_dump({"plots": plots}))
     for rel, text in CURVES.items():
@@ -101,3 +104,7 @@ def test_dvc_plots_show_page_is_self_contained(tmp_path: Path):
         assert f"vegaEmbed('#{plot_id}', spec)" in page
     assert '"loss": "12.25"' in page  # the curve data travel in the specs
     assert '"purity": "0.965"' in page
+    # eval.csv holds a row per target and step: its plots draw one line per target
+    for plot_id in ("target_map", "target_rank1"):
+        assert plot_id in plot_ids
+    assert page.count('"color": {"field": "target"') == 2
