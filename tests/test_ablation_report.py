@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from ablation import REPO, main
 
 from dynamix.config import load_params, to_dict
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-from ablation import REPO, main
 
 # MLflow's own use of SQLAlchemy, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")

@@ -4,14 +4,11 @@ use is one that scripts/vendor_npm.py pins by sha256."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from flows import data_docs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
 import vendor_npm
+
+from flows import data_docs
 
 S3 = data_docs.GX_ASSETS
 PAGE = f"""<html><head>

@@ -1,13 +1,9 @@
 """The demo's closing table: one aligned row per target, the baseline beside it, the decision."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
 from demo_summary import main, summary_table
 
 TRAIN = {

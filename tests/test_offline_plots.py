@@ -11,14 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dvc_plots_template
 import pytest
+import vendor_npm
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import dvc_plots_template  # noqa: E402
-import vendor_npm  # noqa: E402
 
 CURVES = {
     "reports/train/steps.csv": "step,loss\n10,15.5\n20,12.25\n30,9.75\n",

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from interrupt import Kill, KillAt
 from PIL import Image
 from tiny_pipeline import TINY
 
@@ -18,23 +19,9 @@ from dynamix.config import load_params
 from dynamix.data.manifest import manifest_path, read_manifest
 from dynamix.errors import DynamixError, ManifestError
 from dynamix.prepare import prepare_manifests
-from dynamix.train.callbacks import Callback
 from dynamix.train.preflight import RUN_FILES, check_data, check_out_dir
 from dynamix.train.state import load_checkpoint
 from dynamix.train.trainer import Trainer, train
-
-
-class Kill(Exception):
-    pass
-
-
-class KillAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step(self, step, metrics):
-        if step == self.step:
-            raise Kill
 
 
 def tiny(params_file: Path, out: Path, *extra: str):

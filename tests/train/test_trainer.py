@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interrupt import Kill, KillAt
 from state_compare import assert_same
 from tiny_pipeline import TINY
 
 from dynamix.cli import main as cli_main
 from dynamix.config import load_params
 from dynamix.errors import DynamixError
-from dynamix.train.callbacks import Callback
 from dynamix.train.schedule import lr_at
 from dynamix.train.state import load_checkpoint
 from dynamix.train.trainer import Trainer, train
@@ -75,19 +75,6 @@ def test_cli_run_writes_checkpoints_metrics_and_log(params_file, tmp_path, capsy
     assert [r["step"] for r in events(out, "eval")] == [3, 6]
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 6 and state["labels"].shape == (376,)
-
-
-class Kill(Exception):
-    pass
-
-
-class KillAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step(self, step, metrics):
-        if step == self.step:
-            raise Kill
 
 
 def test_killed_and_resumed_run_ends_identical_to_uninterrupted(params_file, tmp_path):
