@@ -20,6 +20,7 @@ from typing import Any
 MODULES = (
     "bench_eval",
     "bench_relabel",
+    "bench_online_relabel",
     "bench_centroids",
     "bench_sampler",
     "bench_input",

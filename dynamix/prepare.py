@@ -16,6 +16,11 @@ files). :func:`check_manifests` compares that with the params and roots of now, 
 differently. Image bytes are not part of it: they do not change a manifest (the gate
 decodes every image), and names alone keep the check to a directory walk (~45k files in
 a fraction of a second).
+
+A root may be the folder above a release (``data/`` holding ``Market-1501-v15.09.15/``;
+see :func:`dynamix.data.layout.find_release_root`): the fingerprint then covers only the
+release folder read (``release_root`` in ``summary.json``), not its siblings, so adding
+another dataset beside it neither marks this one stale nor walks that one's files.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 #: Bump when the fingerprint's recipe changes: older summaries then read as stale.
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 HASHED_MAX_BYTES = 16 << 20  # larger non-image files count by name and size only
 FIX = "run `dynamix prepare`"
@@ -83,13 +89,43 @@ def root_fingerprint(root: str | os.PathLike[str]) -> tuple[str, int]:
     return digest.hexdigest(), count
 
 
-def provenance(role: str, spec: DatasetSpec) -> dict[str, Any]:
-    """What one dataset's manifest is built from, as recorded in ``summary.json``."""
-    digest, files = root_fingerprint(spec.root)
+def _release_finders() -> dict[str, Callable[[DatasetSpec], Path]]:
+    """Format → the function giving the release folder its loader reads under a root."""
+    from dynamix.data import cuhk03, cuhk_sysu, luperson_nl, msmt17
+    from dynamix.data.market1501 import DUKEMTMC, MARKET1501, find_folder_release
+
+    return {
+        "market1501": lambda spec: find_folder_release(spec.root, MARKET1501),
+        "dukemtmc": lambda spec: find_folder_release(spec.root, DUKEMTMC),
+        "msmt17": lambda spec: msmt17.find_release(spec.root),
+        "cuhk03-np": lambda spec: cuhk03.find_release(spec.root, str(spec.options.get("variant", "labeled"))),
+        "cuhk-sysu": lambda spec: cuhk_sysu.find_release(spec.root),
+        "luperson-nl": lambda spec: luperson_nl.find_release(spec.root),
+    }
+
+
+def release_root(spec: DatasetSpec) -> Path:
+    """The release folder ``spec``'s loader reads: its root, or the one release below it.
+
+    Formats without a known release folder (and a root that is not a folder) give the
+    root itself. Two candidate releases raise, listing them.
+    """
+    finder = _release_finders().get(spec.format)
+    if finder is None or not Path(spec.root).is_dir():
+        return Path(spec.root)
+    return finder(spec)
+
+
+def provenance(role: str, spec: DatasetSpec, release: Path | None = None) -> dict[str, Any]:
+    """What one dataset's manifest is built from, as recorded in ``summary.json``
+    (``release``: :func:`release_root` of ``spec``, computed when not given)."""
+    release = release_root(spec) if release is None else release
+    digest, files = root_fingerprint(release)
     return {
         "role": role,
         "format": spec.format,
         "root": spec.root,
+        "release_root": str(release),
         "options": dict(spec.options),
         "files": files,
         "fingerprint": f"v{FINGERPRINT_VERSION}:{digest}",
@@ -109,8 +145,9 @@ def prepare_manifests(params: Params) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     with atomic_dir(out_dir) as staging:
         for role, spec in _roles(params):
-            source = provenance(role, spec)  # before loading: a file added meanwhile reads as stale
-            df = load_dataset(spec.format, spec.root, domain=spec.name, **spec.options)
+            release = release_root(spec)
+            source = provenance(role, spec, release)  # before loading: a file added meanwhile reads as stale
+            df = load_dataset(spec.format, release, domain=spec.name, **spec.options)
             path = write_manifest(df, staging / manifest_path(params, spec.name).name)
             counts = split_counts(df)
             summary[spec.name] = {**source, "splits": counts}
@@ -146,7 +183,7 @@ def check_manifests(params: Params) -> dict[str, str]:
         if not str(entry.get("fingerprint", "")).startswith(f"v{FINGERPRINT_VERSION}:"):
             raise ManifestError(f"{path}: {spec.name} has no current fingerprint (an older dynamix built it); {FIX}")
         now = json.loads(json.dumps(provenance(role, spec)))  # compared as summary.json holds it
-        for key in ("role", "format", "root", "options"):
+        for key in ("role", "format", "root", "release_root", "options"):
             if entry.get(key) != now[key]:
                 raise ManifestError(
                     f"{path}: {spec.name} was built with {key} {entry.get(key)!r}, the params now say "

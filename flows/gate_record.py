@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dynamix.checks import file_stats
 from dynamix.config import Params, to_dict
+from dynamix.data.lmdb_store import SCHEME
 from dynamix.data.manifest import manifest_path
 from dynamix.io import write_json_atomic
 
@@ -42,15 +44,14 @@ def record_path(params: Params) -> Path:
 
 
 def _file_stats(paths: pd.Series) -> np.ndarray:
-    """(N, 2) int64 size and mtime_ns per path; -1 for a missing file."""
-    out = np.full((len(paths), 2), -1, dtype=np.int64)
-    for i, path in enumerate(paths.astype(str)):
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        out[i] = st.st_size, st.st_mtime_ns
-    return out
+    """(N, 2) int64 size and mtime_ns per path (-1 for a missing file), then the same of the
+    ``data.mdb`` of every LMDB store the paths name (``lmdb://<store>#<key>``): an entry
+    cannot be stat'ed, but any rewrite of the store changes its data file."""
+    names = paths.astype(str)
+    lmdb = names.str.startswith(SCHEME)
+    stores = sorted({p[len(SCHEME) :].rpartition("#")[0] for p in names[lmdb]})
+    files = file_stats(names[~lmdb].tolist())
+    return np.concatenate([files, file_stats([os.path.join(s, "data.mdb") for s in stores])])
 
 
 def fingerprint(params: Params, code: Iterable[str | os.PathLike[str]]) -> str:

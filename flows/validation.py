@@ -6,7 +6,9 @@ first turned into per-row columns by :mod:`dynamix.checks`; every rule is then a
 named GX expectation, so a failure carries its unexpected count and example paths.
 
 Per dataset, one suite runs on the whole manifest and one row-count suite per split on
-that split's rows (the expected counts from params, so a half-copied dataset fails). The
+that split's rows (the expected counts from params, so a half-copied dataset fails): the
+synthetic preset's ``expected_counts``, and for a real release its
+``published_counts`` (images and ids per split, batch ``published/<split>``). The
 full GX results go to ``<reports_dir>/<dataset>.json``, GX's own HTML report of them to
 ``<reports_dir>/data_docs/index.html`` (:mod:`flows.data_docs`); a compact summary (one
 entry per failing expectation) to ``summary_path``.
@@ -34,8 +36,14 @@ from great_expectations.core.validation_definition import ValidationDefinition
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import dynamix.checks
-from dynamix.checks import derive_columns, read_manifest_unchecked
-from dynamix.config import Params
+from dynamix.checks import (
+    derive_columns,
+    expected_release_counts,
+    read_manifest_unchecked,
+    release_key,
+    synthetic_dataset,
+)
+from dynamix.config import DatasetSpec, Params
 from dynamix.data.manifest import MULTI_CAMERA, SINGLE_CAMERA, SPLITS, manifest_digests, manifest_path
 from dynamix.io import write_json_atomic
 from dynamix.prepare import check_manifests
@@ -77,6 +85,11 @@ def manifest_expectations(name: str, fmt: str, kind: str, params: Params) -> lis
         gxe.ExpectColumnValuesToBeInSet(column="domain", value_set=[name]),
         gxe.ExpectColumnValuesToBeInSet(column="source_kind", value_set=[kind]),
         gxe.ExpectColumnValuesToBeInSet(column="file_exists", value_set=[True], meta=_rule("image file exists")),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="file_bytes",
+            min_value=v.min_file_bytes,
+            meta=_rule(f"image file has >= {v.min_file_bytes} bytes"),
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True], meta=_rule("image decodes")),
         gxe.ExpectColumnValuesToBeBetween(
             column="height",
@@ -92,11 +105,12 @@ def manifest_expectations(name: str, fmt: str, kind: str, params: Params) -> lis
         ),
     ]
     if kind == MULTI_CAMERA:
+        min_cameras = v.min_train_cameras_by_format.get(fmt, v.min_train_cameras)  # per format: CUHK-SYSU has one
         ex += [
             gxe.ExpectColumnValuesToBeBetween(
                 column="num_train_cameras_of_pid",
-                min_value=v.min_train_cameras,
-                meta=_rule(f"train identity seen by >= {v.min_train_cameras} cameras"),
+                min_value=min_cameras,
+                meta=_rule(f"train identity seen by >= {min_cameras} cameras"),
             ),
             gxe.ExpectColumnValuesToBeInSet(
                 column="query_has_cross_camera_match",
@@ -125,6 +139,37 @@ def expected_counts_for(params: Params) -> tuple[str, dict[str, dict[str, int]] 
     if world.is_file():
         preset = json.loads(world.read_text()).get("preset", preset)
     return preset, params.validation.expected_counts.get(preset)
+
+
+def published_expectations(spec: DatasetSpec, params: Params) -> tuple[str | None, dict[str, list[Any]]]:
+    """``(key, {split: expectations})``: the published size of ``spec``'s release, per split.
+
+    Empty for a dataset the synthetic world wrote, a format/variant with no
+    ``validation.published_counts`` entry, and an entry with ``check: false``.
+    """
+    key = release_key(spec.format, spec.options)
+    counts = params.validation.published_counts.get(key)
+    if counts is None or not counts.check or synthetic_dataset(spec.root):
+        return None, {}
+    out: dict[str, list[Any]] = {}
+    for split, want in expected_release_counts(counts, spec.options).items():
+        where = f"published_counts.{key}"
+        exps: list[Any] = [
+            gxe.ExpectTableRowCountToEqual(
+                value=want["images"], meta=_rule(f"{split} has the {want['images']} images of the release ({where})")
+            )
+        ]
+        if want["ids"] is not None:
+            exps.append(
+                gxe.ExpectColumnUniqueValueCountToBeBetween(
+                    column="pid",
+                    min_value=want["ids"],
+                    max_value=want["ids"],
+                    meta=_rule(f"{split} has the {want['ids']} ids of the release ({where})"),
+                )
+            )
+        out[split] = exps
+    return key, out
 
 
 class _Runner:
@@ -194,6 +239,8 @@ def _failures(dataset: str, batch: str, result: Any) -> list[dict[str, Any]]:
         if "observed_value" in res:
             failure["observed_value"] = res["observed_value"]
             failure["expected_value"] = kwargs.get("value", kwargs.get("type_"))
+            if failure["expected_value"] is None and kwargs.get("min_value") == kwargs.get("max_value"):
+                failure["expected_value"] = kwargs.get("min_value")  # an exact count stated as a range
         if r.exception_info and r.exception_info.get("raised_exception"):
             failure["exception"] = r.exception_info.get("exception_message")
         out.append(_plain(failure))
@@ -258,6 +305,7 @@ def _validate(params: Params, stale: dict[str, str]) -> dict[str, Any]:
             read_manifest_unchecked(manifest_path(params, spec.name)),
             fmt=spec.format,
             decode_sample=v.decode_sample,
+            decode_limit=v.decode_limit,
             seed=v.seed,
             renumbered_test_pids=spec.format in v.renumbered_test_formats,
         )
@@ -267,6 +315,10 @@ def _validate(params: Params, stale: dict[str, str]) -> dict[str, Any]:
             rows = df[(df["split"] == split).fillna(False)]
             exp = gxe.ExpectTableRowCountToEqual(value=int(n), meta=_rule(f"{split} has {n} images"))
             results[f"count/{split}"] = runner.run(f"{spec.name}.count.{split}", [exp], rows)
+        release, published = published_expectations(spec, params)
+        for split, exps in published.items():
+            rows = df[(df["split"] == split).fillna(False)]
+            results[f"published/{split}"] = runner.run(f"{spec.name}.published.{split}", exps, rows)
         report = Path(v.reports_dir) / f"{spec.name}.json"
         write_json_atomic(report, {k: stable(r.to_json_dict()) for k, r in results.items()})
         found = [f for batch, r in results.items() for f in _failures(spec.name, batch, r)]
@@ -278,6 +330,7 @@ def _validate(params: Params, stale: dict[str, str]) -> dict[str, Any]:
             "decoded": int(df["decodes"].notna().sum()),
             "expectations": sum(len(r.results) for r in results.values()) + (spec.name in stale),
             "failed": len(found),
+            "published_counts": release,
             "report": str(report),
         }
         log.info("validated %s: %d rows, %d failing expectations", spec.name, len(df), len(found))
@@ -320,8 +373,9 @@ def format_summary(summary: dict[str, Any], *, with_failures: bool = True) -> st
     ]
     for name, d in summary["datasets"].items():
         mark = "ok  " if d["success"] else "FAIL"
+        release = f", published counts of {d['published_counts']}" if d.get("published_counts") else ""
         lines.append(
-            f"  {mark} {name}: {d['rows']} rows, {d['decoded']} decoded, "
+            f"  {mark} {name}: {d['rows']} rows, {d['decoded']} decoded{release}, "
             f"{d['failed']}/{d['expectations']} failed -> {d['report']}"
         )
     if summary.get("data_docs"):

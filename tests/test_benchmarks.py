@@ -23,6 +23,7 @@ from relabel_world import make_world  # noqa: E402
 CPU_CASES = [
     "relabel_1m_100k",
     "relabel_1m_100k_d768",
+    "online_relabel",
     "centroid_update",
     "sampler",
     "input_pipeline",
@@ -67,6 +68,15 @@ def test_relabel_rounds_fix_labels_and_baselines_agree(quick_results):
     assert small["images"] == 2_000 and small["dense_same_labels"] == 1.0  # same decisions
     assert isinstance(small["dbscan_s"], float) and small["dbscan_ari"] > 0.5
     assert quick_results["relabel_1m_100k_d768"]["params"]["dim"] == 768
+
+
+def test_online_relabel_judge_is_flat_in_images_and_ids(quick_results):
+    p = quick_results["online_relabel"]["params"]
+    small, large = p["judge_rows"]
+    assert (small["ids"], large["ids"]) == (4_000, 200_000) and large["images"] == 2_000_000
+    assert p["judge_flat_ratio"] < 5  # 50x the ids: the median step barely moves (~1 here)
+    assert large["judge_ms"] < large["dense_ms"] and large["judge_rss_growth_mib"] < 16
+    assert all(row["window_s"] > 0 for row in p["window_rows"])
 
 
 def test_centroid_update_is_flat_in_the_number_of_ids(quick_results):

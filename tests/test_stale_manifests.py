@@ -37,7 +37,7 @@ def test_the_summary_records_what_each_manifest_was_built_from(env):
     assert msmt["role"] == "source" and msmt["format"] == "msmt17"
     assert msmt["root"] == str(world / "msmt-syn") and msmt["options"] == {"merge_val": True}
     assert msmt["files"] == sum(1 for p in (world / "msmt-syn").rglob("*") if p.is_file())
-    assert msmt["fingerprint"].startswith("v1:")
+    assert msmt["fingerprint"].startswith("v2:") and msmt["release_root"] == msmt["root"]
     assert check_manifests(params) == {}
     prepare_manifests(params)  # the same data again: the same fingerprints
     again = json.loads((Path(params.data.manifests_dir) / "summary.json").read_text())

@@ -8,6 +8,13 @@ Paths are kept as one packed byte buffer plus offsets rather than a list of ``st
 DataLoader workers forked from the main process would otherwise touch (and so copy) one
 Python object per image, which at 10M images grows every worker by gigabytes.
 
+A path is an image file, or ``lmdb://<store dir>#<key>`` for an image kept in an LMDB
+store (LUPerson-NL's release, :mod:`dynamix.data.lmdb_store`): it is decoded from the
+store, never dumped to a file. :func:`open_image`, :func:`open_image_bytes`,
+:func:`image_nbytes` and :func:`image_exists` (defined in the torch-free
+:mod:`~dynamix.data.lmdb_store`, re-exported here) are the calls that look at either, so
+every reader of manifest paths (the dataset, the data gate) takes both.
+
 Normalisation (mean/std) is part of the model, so these transforms stop at float [0, 1];
 random erasing therefore fills with the ImageNet mean colour, which the model's
 normalisation maps to 0, the usual re-ID choice.
@@ -26,9 +33,20 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from dynamix.data.lmdb_store import image_exists, image_nbytes, open_image, open_image_bytes
 from dynamix.errors import DynamixError
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "ManifestImageDataset",
+    "build_transforms",
+    "image_exists",
+    "image_nbytes",
+    "load_rgb",
+    "open_image",
+    "open_image_bytes",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -82,7 +100,7 @@ def _pack(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, np.ndarr
 def load_rgb(path: str) -> Image.Image:
     """Decode ``path`` fully as RGB; an unreadable file becomes a one-line DynamixError."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return img.convert("RGB")  # convert() loads the whole file: truncation shows here
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DynamixError(
@@ -94,7 +112,7 @@ def load_rgb(path: str) -> Image.Image:
 class ManifestImageDataset(Dataset):
     """``dataset[i]`` → ``(image, i)``, or ``(view_1, view_2, i)`` with ``two_views``.
 
-    ``paths`` (N,) image files (e.g. ``manifest["path"]``); ``labels`` and ``camids``
+    ``paths`` (N,) image files or ``lmdb://`` entries (e.g. ``manifest["path"]``); ``labels`` and ``camids``
     (N,) are kept for inspection and evaluation only, since training labels change.
     ``two_views`` decodes once and augments twice independently (for the consistency
     loss between online and momentum features).

@@ -9,13 +9,27 @@ with ``os.scandir`` (no per-file ``stat``), file names are parsed with pyarrow's
 RE2 ``extract_regex`` (about 15x faster than ``pandas.Series.str.extract``, which loops in
 Python even on Arrow strings), and no image is ever opened — decoding is checked later by
 the validation stage.
+
+Two rules keep a folder read the way the reference toolkits (torchreid, fast-reid, M3L)
+read it, so that counts match theirs image for image:
+
+- **Extensions per format.** The peers glob one extension, case-sensitively (``*.jpg``
+  for Market-1501, DukeMTMC-reID and CUHK-SYSU, ``*.png`` for CUHK03-NP).
+  :func:`scan_images` keeps only those; any other image file (a ``.png`` or ``.JPG``
+  converted copy) is left out and reported in ONE warning with its count
+  (:func:`warn_other_images`), never silently counted twice.
+- **Roots as users give them.** :func:`find_release_root` accepts the folder the peers
+  take (``data/`` holding ``Market-1501-v15.09.15/``, or torchreid's
+  ``data/market1501/Market-1501-v15.09.15/``) and descends into the one release folder
+  below it, with a log line; two candidates are an error listing both.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +85,82 @@ def list_images(folder: Path) -> list[str]:
     if len(images) != len(names):
         log.debug("%s: ignored %d non-image files", folder, len(names) - len(images))
     return images
+
+
+def scan_images(folder: Path, extensions: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(sorted names ending in one of ``extensions``, sorted other image names) in ``folder``.
+
+    The match is case-sensitive, as the peers' ``glob('*.jpg')`` is on Linux: ``x.JPG`` is
+    another image, reported by the caller (:func:`warn_other_images`), not loaded.
+    """
+    taken, other = [], []
+    for name in list_images(folder):
+        (taken if name.endswith(tuple(extensions)) else other).append(name)
+    return taken, other
+
+
+def warn_other_images(what: str, base: Path, others: Sequence[str], extensions: Sequence[str]) -> None:
+    """ONE warning for all image files of another extension the loader left out of ``what``.
+
+    ``others``: their paths relative to ``base``. Quiet when there are none.
+    """
+    if others:
+        log.warning(
+            "%s at %s: %d image files not %s left out, as the reference loaders do (e.g. %s); "
+            "delete converted copies or convert them all",
+            what,
+            base,
+            len(others),
+            "/".join(f"*{e}" for e in extensions),
+            ", ".join(sorted(others)[:3]),
+        )
+
+
+def find_release_root(
+    root: str | os.PathLike[str],
+    title: str,
+    is_release: Callable[[Path], bool],
+    expected: str,
+    name_hint: str | None = None,
+    depth: int = 2,
+) -> Path:
+    """``root`` if it is a release folder, else the one release folder up to ``depth`` below.
+
+    The peers take the parent of the release (``data/`` + ``Market-1501-v15.09.15/``, or
+    torchreid's ``data/market1501/Market-1501-v15.09.15``); this accepts both and says in
+    the log which folder it reads. Levels are searched nearest first. Several candidates
+    at one level are narrowed by ``name_hint`` (a case-insensitive regex on the relative
+    path, e.g. ``market`` for a ``data/`` holding Market and Duke); still several is an
+    error listing them. None found returns ``root`` unchanged: the loader's own checks
+    then name what is missing. Only folder entries are listed (no per-file ``stat``).
+    """
+    top = require_dir(root, expected)
+    if is_release(top):
+        return top
+    level = [top]
+    for _ in range(depth):
+        level = [sub for folder in level for sub in _subdirs(folder)]
+        found = [p for p in level if is_release(p)]
+        if len(found) > 1 and name_hint:
+            hinted = [p for p in found if re.search(name_hint, p.relative_to(top).as_posix(), re.IGNORECASE)]
+            found = hinted or found
+        if len(found) > 1:
+            listed = ", ".join(p.relative_to(top).as_posix() + "/" for p in found)
+            raise layout_error(top, f"holds {len(found)} {title} releases ({listed})", "the root of one of them")
+        if found:
+            log.info("%s: reading the %s release found at %s", top, title, found[0])
+            return found[0]
+    return top
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    """Sorted visible sub-folders of ``folder`` (``__MACOSX/`` and hidden ones skipped)."""
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it if e.is_dir() and not e.name.startswith((".", "__MACOSX"))]
+    except OSError:  # unreadable: not a candidate
+        return []
+    return [folder / n for n in sorted(names)]
 
 
 def list_files_recursive(folder: Path, prefix: str = "") -> list[str]:

@@ -153,6 +153,27 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df.astype(COLUMNS)
 
 
+def combine_all_splits(df: pd.DataFrame, drop_pids: Iterable[int] = ()) -> pd.DataFrame:
+    """Every split of one labelled dataset as training data (torchreid ``combineall``).
+
+    Query and gallery rows become ``train`` rows; their pids are offset past the largest
+    train pid, the same offset for query and gallery (they share one id space), so a test
+    pid never fuses with a train pid even where the release renumbers its test ids from 0
+    (MSMT17). Rows whose pid is in ``drop_pids`` in query/gallery are left out, as the
+    peers leave out their ``_junk_pids`` (Market-1501's distractor pid 0); junk (-1) never
+    reaches a manifest. Cameras are kept.
+    """
+    test = df["split"].isin(["query", "gallery"])
+    keep = ~(test & df["pid"].isin(list(drop_pids)))
+    out = df[keep].copy()
+    train_pids = out.loc[out["split"] == "train", "pid"]
+    offset = int(train_pids.max()) + 1 if len(train_pids) else 0
+    moved = out["split"] != "train"
+    out.loc[moved, "pid"] = out.loc[moved, "pid"] + offset
+    out["split"] = "train"
+    return make_manifest(out)
+
+
 def relabel_for_training(train: pd.DataFrame) -> pd.DataFrame:
     """Give multi-source training rows contiguous ``train_pid``/``train_camid`` columns.
 

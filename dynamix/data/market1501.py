@@ -19,7 +19,18 @@ evaluation protocol:
   the dataset's range (Market 1..6, Duke 1..8) raises, naming the file.
 
 Non-image files (the real archives ship ``Thumbs.db``) are ignored; an image file whose
-name does not start with ``<pid>_c<camera>`` raises, naming it.
+name does not start with ``<pid>_c<camera>`` raises, naming it. Only ``*.jpg`` is read,
+as torchreid and fast-reid glob it (CUHK03-NP: ``*.png``); other image files (a ``.png``
+or ``.JPG`` copy) are left out with one warning giving their count.
+
+``root`` may be the release folder or the folder the peers take, above it (``data/``
+holding ``Market-1501-v15.09.15/``; torchreid's ``data/market1501/Market-1501-v15.09.15``):
+the one release found is read, and the log says which (:func:`~dynamix.data.layout.
+find_release_root`).
+
+``combine_all=True`` (torchreid ``combineall``) makes query and gallery training data too:
+see :func:`~dynamix.data.manifest.combine_all_splits`; distractors (pid 0) are left out
+of it, as the peers do.
 """
 
 from __future__ import annotations
@@ -34,14 +45,16 @@ import pandas as pd
 
 from dynamix.data.layout import (
     extract,
+    find_release_root,
     first_false,
     join_paths,
     layout_error,
-    list_images,
     require_dir,
+    scan_images,
     to_int,
+    warn_other_images,
 )
-from dynamix.data.manifest import MULTI_CAMERA, make_manifest
+from dynamix.data.manifest import MULTI_CAMERA, combine_all_splits, make_manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,38 +66,62 @@ DISTRACTOR_PID = 0
 
 @dataclass(frozen=True)
 class FolderFormat:
-    """What distinguishes one Market-style dataset from another: its name and cameras."""
+    """What distinguishes one Market-style dataset from another: its name, cameras, the
+    image extension the peers glob, and a pattern its release folder's name matches."""
 
     title: str
     example: str
     num_cameras: int
+    extensions: tuple[str, ...] = (".jpg",)
+    name_hint: str | None = None
 
     @property
     def expected(self) -> str:
         return f"{self.title} files like {self.example}"
 
 
-MARKET1501 = FolderFormat("Market-1501", "0002_c1s1_000451_03.jpg", num_cameras=6)
-DUKEMTMC = FolderFormat("DukeMTMC-reID", "0005_c2_f0046985.jpg", num_cameras=8)
+MARKET1501 = FolderFormat("Market-1501", "0002_c1s1_000451_03.jpg", num_cameras=6, name_hint="market")
+DUKEMTMC = FolderFormat("DukeMTMC-reID", "0005_c2_f0046985.jpg", num_cameras=8, name_hint="duke")
 
 
-def load_market1501(root: str | os.PathLike[str], domain: str = "market1501") -> pd.DataFrame:
+def load_market1501(
+    root: str | os.PathLike[str], domain: str = "market1501", combine_all: bool = False
+) -> pd.DataFrame:
     """Manifest of a Market-1501 folder (train/query/gallery; junk dropped)."""
-    return load_folder_dataset(root, MARKET1501, domain)
+    return load_folder_dataset(find_folder_release(root, MARKET1501), MARKET1501, domain, combine_all)
 
 
-def load_dukemtmc(root: str | os.PathLike[str], domain: str = "dukemtmc") -> pd.DataFrame:
+def load_dukemtmc(
+    root: str | os.PathLike[str], domain: str = "dukemtmc", combine_all: bool = False
+) -> pd.DataFrame:
     """Manifest of a DukeMTMC-reID folder (same layout and rules as Market-1501)."""
-    return load_folder_dataset(root, DUKEMTMC, domain)
+    return load_folder_dataset(find_folder_release(root, DUKEMTMC), DUKEMTMC, domain, combine_all)
+
+
+def is_folder_release(path: Path) -> bool:
+    """A folder holding at least one of the three split folders."""
+    return any((path / f).is_dir() for f in SPLIT_FOLDERS.values())
+
+
+def find_folder_release(root: str | os.PathLike[str], fmt: FolderFormat) -> Path:
+    """``root``, or the one release folder below it that holds the split folders."""
+    folders = ", ".join(f"{f}/" for f in SPLIT_FOLDERS.values())
+    expected = f"a {fmt.title} root holding {folders}"
+    return find_release_root(root, fmt.title, is_folder_release, expected, fmt.name_hint)
 
 
 def load_folder_dataset(
-    root: str | os.PathLike[str], fmt: FolderFormat, domain: str
+    root: str | os.PathLike[str], fmt: FolderFormat, domain: str, combine_all: bool = False
 ) -> pd.DataFrame:
     """Read the three split folders under ``root`` into one validated manifest."""
     folders = ", ".join(f"{f}/" for f in SPLIT_FOLDERS.values())
     base = require_dir(root, f"a {fmt.title} root holding {folders}")
-    parts = [read_split_folder(base, split, folder, fmt) for split, folder in SPLIT_FOLDERS.items()]
+    parts, others = [], []
+    for split, folder in SPLIT_FOLDERS.items():
+        rows, other = read_split_folder(base, split, folder, fmt)
+        parts.append(rows)
+        others += [f"{folder}/{name}" for name in other]
+    warn_other_images(f"{domain} ({fmt.title})", base, others, fmt.extensions)
     df = pd.concat(parts, ignore_index=True)
     df["domain"] = domain
     df["source_kind"] = MULTI_CAMERA
@@ -99,15 +136,29 @@ def load_folder_dataset(
         counts.get("query", 0),
         counts.get("gallery", 0),
     )
+    if combine_all:
+        manifest = combine_all_splits(manifest, drop_pids=(DISTRACTOR_PID,))
+        log.info(
+            "%s: combine_all: %d training images of %d ids (query and gallery included, distractors left out)",
+            domain,
+            len(manifest),
+            manifest["pid"].nunique(),
+        )
     return manifest
 
 
-def read_split_folder(base: Path, split: str, folder_name: str, fmt: FolderFormat) -> pd.DataFrame:
-    """Rows ``path, pid, camid, split`` of one folder, junk dropped, every name checked."""
+def read_split_folder(
+    base: Path, split: str, folder_name: str, fmt: FolderFormat
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rows ``path, pid, camid, split`` of one folder, junk dropped, every name checked;
+    and the names of the image files of another extension, left out."""
     folder = require_dir(base / folder_name, f"the {fmt.title} {folder_name}/ folder")
-    names = np.array(list_images(folder), dtype=object)
+    taken, other = scan_images(folder, fmt.extensions)
+    names = np.array(taken, dtype=object)
     if not len(names):
-        raise layout_error(folder, "no images found", fmt.expected)
+        exts = "/".join(f"*{e}" for e in fmt.extensions)
+        problem = f"no {exts} images found, only {len(other)} others (e.g. {other[0]})" if other else "no images found"
+        raise layout_error(folder, problem, fmt.expected)
     groups, ok = extract(names, NAME_PATTERN)
     bad = first_false(ok)
     if bad is not None:
@@ -126,7 +177,7 @@ def read_split_folder(base: Path, split: str, folder_name: str, fmt: FolderForma
         int((~keep).sum()),
         int((pid == DISTRACTOR_PID).sum()),
     )
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "path": join_paths(folder, names[keep]),
             "pid": pid[keep],
@@ -134,6 +185,7 @@ def read_split_folder(base: Path, split: str, folder_name: str, fmt: FolderForma
             "split": split,
         }
     )
+    return rows, other
 
 
 def check_ids(

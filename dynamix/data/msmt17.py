@@ -18,6 +18,15 @@ Validation split: DG papers train on train+val (32,621 images / 1,041 ids), so
 ``merge_val=True`` (the default) adds ``list_val.txt`` rows to ``train``. With
 ``merge_val=False`` the val rows are dropped (``list_val.txt`` is not even read): the
 manifest has no split for them, and they must not leak into the test splits.
+
+Only listed files enter the manifest, as in torchreid; an image file of another extension
+than the list's ``.jpg`` (a ``.png`` or ``.JPG`` copy) in the image folders is reported
+in one warning with its count. ``root`` may also be the folder the peers take, above the
+release (torchreid's ``data/msmt17/MSMT17_V1``): the one release found below is read.
+
+``combine_all=True`` (torchreid ``combineall``) makes query and gallery training data
+too, their pids offset past the train pids, since MSMT17 numbers its test pids from 0
+again and they are other people (:func:`~dynamix.data.manifest.combine_all_splits`).
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ import pandas as pd
 from dynamix.data.layout import (
     LIST_LINE_HINT,
     extract,
+    find_release_root,
     first_false,
+    is_image_name,
     join_paths,
     layout_error,
     list_files_recursive,
@@ -40,8 +51,9 @@ from dynamix.data.layout import (
     require_file,
     require_listed_files,
     to_int,
+    warn_other_images,
 )
-from dynamix.data.manifest import MULTI_CAMERA, make_manifest
+from dynamix.data.manifest import MULTI_CAMERA, combine_all_splits, make_manifest
 from dynamix.errors import DynamixError
 
 log = logging.getLogger(__name__)
@@ -54,6 +66,7 @@ LIST_FILES = {
     "gallery": "list_gallery.txt",
 }
 NUM_CAMERAS = 15
+EXTENSION = ".jpg"  # the list files' images; other image files in the folders are reported
 EXAMPLE = "0000_000_01_0303morning_0015_0.jpg"
 # The third "_" field of the base name (the part after the last "/").
 CAMERA_PATTERN = r"(?:^|/)[^_/]*_[^_/]*_(?P<cam>\d{1,9})(?:[_.][^/]*)?$"
@@ -68,9 +81,10 @@ def load_msmt17(
     domain: str = "msmt17",
     merge_val: bool = True,
     version: str | None = None,
+    combine_all: bool = False,
 ) -> pd.DataFrame:
     """Manifest of an MSMT17 V1/V2 folder; ``version`` (``v1``/``v2``) overrides detection."""
-    base = require_dir(root, f"an MSMT17 root holding {LAYOUT_HINT}")
+    base = find_release(root)
     version = resolve_version(base, version)
     train_name, test_name = VERSION_FOLDERS[version]
     train_dir = require_dir(base / train_name, f"the MSMT17 {version.upper()} {train_name}/ folder")
@@ -86,6 +100,10 @@ def load_msmt17(
         if folder not in scanned:
             scanned[folder] = list_files_recursive(folder)
         parts.append(read_split_list(base / LIST_FILES[key], folder, scanned[folder], split))
+    others = [
+        f"{folder.name}/{rel}" for folder, names in scanned.items() for rel in names if not rel.endswith(EXTENSION)
+    ]
+    warn_other_images(f"{domain} (MSMT17)", base, [r for r in others if is_image_name(r)], (EXTENSION,))
     df = pd.concat(parts, ignore_index=True)
     df["domain"] = domain
     df["source_kind"] = MULTI_CAMERA
@@ -101,7 +119,25 @@ def load_msmt17(
         counts.get("query", 0),
         counts.get("gallery", 0),
     )
+    if combine_all:
+        manifest = combine_all_splits(manifest)
+        log.info(
+            "%s: combine_all: %d training images of %d ids (test pids offset past the train pids)",
+            domain,
+            len(manifest),
+            manifest["pid"].nunique(),
+        )
     return manifest
+
+
+def is_release(path: Path) -> bool:
+    """An MSMT17 release folder: one holding a list file."""
+    return any((path / name).is_file() for name in LIST_FILES.values())
+
+
+def find_release(root: str | os.PathLike[str]) -> Path:
+    """``root``, or the one MSMT17 release below it (``data/msmt17/MSMT17_V1``)."""
+    return find_release_root(root, "MSMT17", is_release, f"an MSMT17 root holding {LAYOUT_HINT}", "msmt")
 
 
 def resolve_version(base: Path, version: str | None) -> str:

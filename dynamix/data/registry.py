@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 from dynamix.data.cuhk03 import load_cuhk03_np
+from dynamix.data.cuhk_sysu import load_cuhk_sysu
+from dynamix.data.luperson_nl import load_luperson_nl
 from dynamix.data.manifest import make_manifest
 from dynamix.data.market1501 import load_dukemtmc, load_market1501
 from dynamix.data.msmt17 import load_msmt17
@@ -33,6 +35,8 @@ LOADERS: dict[str, Loader] = {
     "msmt17": load_msmt17,
     "cuhk03-np": load_cuhk03_np,
     "single_camera": load_single_camera,
+    "cuhk-sysu": load_cuhk_sysu,
+    "luperson-nl": load_luperson_nl,
 }
 
 _TRUE = ("true", "1", "yes", "on")

@@ -107,7 +107,7 @@ def make_msmt(tmp_path: Path) -> Callable[..., Path]:
 CUHK_FILES = {
     "bounding_box_train": ["0001_c1_1.png", "0001_c2_1.png", "0003_c1_1.png"],
     "query": ["0700_c1_1.png"],
-    "bounding_box_test": ["0700_c2_1.png", "0701_c2_2.jpg"],
+    "bounding_box_test": ["0700_c2_1.png", "0701_c2_2.png"],
 }
 
 

@@ -92,7 +92,7 @@ def test_split_of_only_junk_is_empty(market_root: Path, make_file) -> None:
         load_market1501(market_root)
 
 
-@pytest.mark.parametrize("name", ["foo.jpg", "abc_c1s1_000001_01.jpg", "0002c1s1.png"])
+@pytest.mark.parametrize("name", ["foo.jpg", "abc_c1s1_000001_01.jpg", "0002c1s1.jpg"])
 def test_image_with_bad_name(market_root: Path, make_file, name: str) -> None:
     bad = make_file(market_root / "bounding_box_test" / name)
     with pytest.raises(DatasetLayoutError) as err:

@@ -39,14 +39,14 @@ def test_unknown_format_lists_known_ones(tmp_path: Path) -> None:
         load_dataset("viper", tmp_path)
     assert str(err.value) == (
         "unknown dataset format 'viper'; known formats: "
-        "market1501, dukemtmc, msmt17, cuhk03-np, single_camera"
+        "market1501, dukemtmc, msmt17, cuhk03-np, single_camera, cuhk-sysu, luperson-nl"
     )
 
 
 def test_unknown_option_and_empty_domain(market_root: Path) -> None:
     with pytest.raises(DynamixError, match="msmt17: unknown option 'merge'; known options: "):
         load_dataset("msmt17", market_root, merge=True)
-    with pytest.raises(DynamixError, match="market1501: unknown option 'x'; known options: none"):
+    with pytest.raises(DynamixError, match="market1501: unknown option 'x'; known options: combine_all"):
         load_dataset("market1501", market_root, x=1)
     with pytest.raises(DynamixError, match="domain must be a non-empty name"):
         load_dataset("market1501", market_root, domain=" ")
