@@ -112,7 +112,7 @@ ImageSide = Annotated[int, Range(ge=PATCH, multiple_of=PATCH)]  # pixels a patch
 
 # The enum-like settings. Modules that act on them take their lists from here
 # (``typing.get_args``), or a test keeps the two equal (see tests/test_config.py).
-DatasetFormat = Literal["market1501", "dukemtmc", "msmt17", "cuhk03-np", "single_camera"]
+DatasetFormat = Literal["market1501", "dukemtmc", "msmt17", "cuhk03-np", "single_camera", "cuhk-sysu", "luperson-nl"]
 SynthPreset = Literal["tiny", "default", "large"]
 Metric = Literal["cosine", "euclidean"]
 Arch = Literal["vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"]
@@ -122,6 +122,10 @@ EvalModel = Literal["momentum", "online"]
 CentroidDtype = Literal["fp16", "bf16", "fp32"]
 ConsistencyKind = Literal["cosine", "kl"]
 SingleNegatives = Literal["all", "video"]
+RelabelMode = Literal["online", "rounds"]  # per-step judging + windowed merges | full-pass rounds
+MergeScope = Literal["video", "all"]  # PID merging: same-video pairs only | any two ids
+SelectionMetric = Literal["mAP", "rank1"]
+BankInit = Literal["first_sight", "pass"]
 RetryMode = Literal["standard", "adaptive", "legacy"]
 ChecksumAlgorithm = Literal["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]
 
@@ -153,6 +157,17 @@ class DataConfig:
         DatasetSpec("market-syn", "market1501", "data/raw/market-syn"),
         DatasetSpec("night-syn", "market1501", "data/raw/night-syn"),
     )
+
+    def __post_init__(self) -> None:
+        # combine_all turns a dataset's query and gallery into training data: a target would
+        # be left with nothing to evaluate on (and trained-on images in its test splits)
+        for i, spec in enumerate(self.targets):
+            if spec.options.get("combine_all") not in (None, False, "false", "False"):
+                raise ConfigError(
+                    f"params.yaml: 'data.targets.{i}.options.combine_all' is set on target {spec.name}; "
+                    "combine_all makes its query and gallery training data: use it on data.sources only",
+                    f"data.targets.{i}.options.combine_all",
+                )
 
     def all_datasets(self) -> tuple[DatasetSpec, ...]:
         return self.sources + self.single_camera + self.targets
@@ -195,13 +210,65 @@ _SYNTH_COUNTS: dict[str, dict[str, dict[str, int]]] = {
 
 
 @dataclass(frozen=True)
+class SplitCount:
+    """Images and identities of one split of a release, as its authors and the peers count them."""
+
+    images: NonNegativeInt
+    ids: NonNegativeInt | None = None  # None: not published, not checked
+
+
+@dataclass(frozen=True)
+class ReleaseCounts:
+    """The published size of one real release (``validation.published_counts.<format[/variant]>``).
+
+    Counts are what the loaders produce: junk (pid -1) dropped, Market's distractors (pid 0)
+    kept in the gallery and counted among its ids. ``val``: MSMT17's ``list_val.txt``
+    images, inside ``train`` (``merge_val: true``) and subtracted without it.
+    ``distractors``: gallery images of pid 0, left out by ``combine_all``, whose expected
+    train split is train + query + gallery − distractors images and train + gallery ids
+    (− 1 for pid 0): every query id is a gallery id in these releases. ``check: false``
+    skips the entry (a deliberate subset of the release).
+    """
+
+    train: SplitCount
+    query: SplitCount | None = None
+    gallery: SplitCount | None = None
+    val: NonNegativeInt = 0
+    distractors: NonNegativeInt = 0
+    check: bool = True
+
+
+def _published_counts() -> dict[str, ReleaseCounts]:
+    """The releases' published sizes; docs/datasets.md#published-counts cites each one."""
+    labeled, detected = (
+        ReleaseCounts(SplitCount(train, 767), SplitCount(1400, 700), SplitCount(gallery, 700))
+        for train, gallery in ((7368, 5328), (7365, 5332))
+    )
+    return {
+        "market1501": ReleaseCounts(
+            SplitCount(12936, 751), SplitCount(3368, 750), SplitCount(15913, 751), distractors=2793
+        ),
+        "dukemtmc": ReleaseCounts(SplitCount(16522, 702), SplitCount(2228, 702), SplitCount(17661, 1110)),
+        "msmt17": ReleaseCounts(SplitCount(32621, 1041), SplitCount(11659, 3060), SplitCount(82161, 3060), val=2373),
+        "cuhk03-np/labeled": labeled,
+        "cuhk03-np/detected": detected,
+        "cuhk-sysu": ReleaseCounts(SplitCount(34574, 11934)),
+        "luperson-nl": ReleaseCounts(SplitCount(10683716, 433997), check=False),
+    }
+
+
+@dataclass(frozen=True)
 class ValidationConfig:
     """The data-validation gate (``dynamix validate``) run between prepare and baseline.
 
     ``expected_counts`` maps a synthetic preset (the one recorded in
     ``<data.raw_dir>/world.json``, else ``data.preset``) to ``{dataset: {split: images}}``,
     so a half-copied dataset fails; a preset with no entry skips the count checks.
-    ``decode_sample`` = 0 decodes every image, N a seeded random sample of N per dataset.
+    ``published_counts`` does the same for the real releases, keyed by ``format`` (or
+    ``format/variant`` for CUHK03-NP), on every dataset the synthetic world did not write.
+    ``decode_sample`` = 0 decodes every image, N a seeded random sample of N per dataset;
+    either way at most ``decode_limit`` per dataset (0 = no limit), so that the gate's
+    time stays bounded at 10 M images while every entry's existence and size is checked.
     """
 
     reports_dir: str = "reports/validation"
@@ -211,13 +278,18 @@ class ValidationConfig:
     min_width: PositiveInt = 16
     max_width: PositiveInt = 512
     decode_sample: NonNegativeInt = 0
+    decode_limit: NonNegativeInt = 200_000
+    min_file_bytes: NonNegativeInt = 1
     seed: Seed = 0
     min_train_cameras: PositiveInt = 2
+    # per-format overrides: CUHK-SYSU's crops carry no camera (every identity has camid 0)
+    min_train_cameras_by_format: dict[str, PositiveInt] = field(default_factory=lambda: {"cuhk-sysu": 1})
     camid_max: dict[str, NonNegativeInt] = field(
-        default_factory=lambda: {"market1501": 8, "dukemtmc": 8, "msmt17": 14, "cuhk03-np": 1}
+        default_factory=lambda: {"market1501": 8, "dukemtmc": 8, "msmt17": 14, "cuhk03-np": 1, "cuhk-sysu": 0}
     )
     renumbered_test_formats: tuple[DatasetFormat, ...] = ("msmt17",)
     expected_counts: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(_SYNTH_COUNTS))
+    published_counts: dict[str, ReleaseCounts] = field(default_factory=_published_counts)
 
 
 @dataclass(frozen=True)
@@ -283,6 +355,7 @@ class LossConfig:
     w_centroid_single: NonNegativeFloat = 0.5
     w_triplet: NonNegativeFloat = 1.0
     triplet_margin: NonNegativeFloat | None = 0.3
+    triplet_cross_negatives: bool = True  # single-camera images are negatives of multi-camera anchors
     w_consistency: NonNegativeFloat = 0.5
     consistency_kind: ConsistencyKind = "cosine"
     w_id: NonNegativeFloat = 1.0
@@ -293,32 +366,52 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class RelabelConfig:
-    """Relabeling rounds on single-camera ids, every ``every`` steps from ``warmup`` on.
+    """The Relabeling Module on single-camera ids, from step ``warmup`` on.
 
-    ``refresh_centroids`` resets the single-camera centroids to the mean of the freshly
-    computed momentum features before a round (the pass computes them anyway).
-    A round that would merge away more than ``max_merge_fraction`` of the live
-    single-camera ids (a collapse, typical of near-random early features) is rejected:
-    bank and labels are restored and the round is logged with ``rejected: true``.
-    ``filter_mad`` (robust outlier filter) and ``reassign`` (move images to a better id):
-    see :func:`dynamix.relabel.filtering.filter_and_relabel`.
+    ``mode: online`` (:class:`dynamix.relabel.online.OnlineRelabeler`): every step judges
+    the batch's single-camera images from their momentum features against the bank
+    (``filter`` below ``max(tau_filter, median − filter_mad·MAD)`` of the last
+    ``filter_history`` own similarities; ``reassign`` to a same-video or kNN-neighbour id
+    ``margin`` better and ≥ ``tau_relabel``), and every ``every`` steps (a window) merges
+    ids from the bank alone (``merge``: kNN edges ≥ ``tau_merge`` within ``merge_scope``,
+    ids updated in the last ``merge_max_age`` steps). ``mode: rounds``: a full feature pass
+    every ``every`` steps (:func:`dynamix.relabel.relabel_round`); ``refresh_centroids``
+    applies there only. A window or round merging away more than ``max_merge_fraction``
+    of the live single-camera ids (a collapse) keeps its labels and logs a warning.
     """
 
     enabled: bool = True
+    mode: RelabelMode = "online"
     warmup: NonNegativeInt = 300
     every: PositiveInt = 150
-    tau_filter: UnitInterval = 0.5
+    filter: bool = True
+    tau_filter: UnitInterval = 0.3
+    filter_mad: PositiveFloat | None = 4.0
+    filter_history: PositiveInt = 4096
+    filter_min_history: NonNegativeInt = 256
+    reassign: bool = True
     tau_relabel: UnitInterval = 0.7
     margin: UnitInterval = 0.1
-    tau_merge: UnitInterval = 0.9
     topk: PositiveInt = 8
+    merge: bool = True
+    tau_merge: UnitInterval = 0.9
     mutual: bool = False
-    merge: bool = False
-    filter_mad: PositiveFloat | None = 4.0
-    reassign: bool = False
-    refresh_centroids: bool = True
+    merge_scope: MergeScope = "video"
+    merge_mad: PositiveFloat | None = 1.0
+    merge_max_age: NonNegativeInt = 100
     max_merge_fraction: UnitInterval = 0.5
+    refresh_centroids: bool = True
     nlist: NonNegativeInt = 0  # > 0: approximate (IVF) top-k search with this many lists, for huge banks
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Which checkpoint becomes ``best.pt``: chosen on held-out source identities, never on
+    the targets (:mod:`dynamix.evaluation.holdout`). ``ids_per_source: 0`` = no selection
+    split; ``best.pt`` is then the final step."""
+
+    ids_per_source: NonNegativeInt = 20
+    metric: SelectionMetric = "mAP"
 
 
 @dataclass(frozen=True)
@@ -343,6 +436,8 @@ class TrainConfig:
     checkpoint_every: NonNegativeInt = 50  # 0 = only at the end
     centroid_momentum: UnitInterval = 0.2
     centroid_dtype: CentroidDtype = "fp16"
+    bank_init: BankInit = "first_sight"  # pass = one feature pass over every train image first
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     relabel: RelabelConfig = field(default_factory=RelabelConfig)

@@ -22,7 +22,8 @@ from dynamix.train.curves import LOSS_KEYS
 log = logging.getLogger(__name__)
 
 RELABEL_COUNTS = ("images_filtered", "images_relabeled", "ids_merged", "ids_remaining")
-RELABEL_QUALITY = ("purity", "ari")
+# label quality and each action's precision (share right), both against the synthetic ground truth
+RELABEL_QUALITY = ("purity", "ari", "filter_precision", "reassign_precision", "merge_precision")
 # the two of dynamix.evaluation.targets.METRIC_KEYS the evaluation picture draws
 PLOTTED_METRICS = ("rank1", "mAP")
 
@@ -66,7 +67,7 @@ def relabel_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
         steps, values = _series(rounds, "relabel", key)
         if steps:
             ax_q.plot(steps, values, marker="o", label=key)
-    ax_q.set(xlabel="step", ylim=(0, 1.02), title="label quality vs ground truth")
+    ax_q.set(xlabel="step", ylim=(0, 1.02), title="label quality and precision vs ground truth")
     for i, e in enumerate(rounds):
         for key, style in (("own_sim_hist", "-"), ("best_other_sim_hist", "--")):
             counts = np.asarray(e.get(key) or [], dtype=float)

@@ -37,6 +37,7 @@ import dataclasses
 import fcntl
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -456,7 +457,8 @@ class MlflowCallback(Callback):
 
     def on_relabel(self, step: int, stats: dict[str, Any]) -> None:
         self.rounds += 1
-        scalars = {k: v for k, v in stats.items() if not isinstance(v, list | dict)}
+        # NaN = nothing to measure in this window (e.g. no merge to score): not a point on a curve
+        scalars = {k: v for k, v in stats.items() if isinstance(v, int | float) and math.isfinite(v) and k != "step"}
         values = {"relabel/round": self.rounds, **{f"relabel/{k}": v for k, v in scalars.items()}}
         self._add(step, values)
         hists = {k: v for k, v in stats.items() if isinstance(v, list)}
@@ -501,7 +503,7 @@ def log_run_from_dir(run_dir: str | os.PathLike[str], params: Params, *, run_id:
 
 
 def _summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    out = {"best/mean_mAP": summary.get("best_mean_mAP"), "best/step": summary.get("best_step")}
+    out = {"best/selection_score": summary.get("best_selection_score"), "best/step": summary.get("best_step")}
     out["relabel/rounds"] = summary.get("relabel_rounds")
     out["relabel/images_kept"] = summary.get("single_camera_images_kept")
     for when, quality in (summary.get("label_quality") or {}).items():

@@ -41,16 +41,22 @@ log = logging.getLogger("ablation")
 VARIANTS: dict[str, list[str]] = {
     "multi_camera_only": ["train.sampler.single_camera=false", "train.relabel.enabled=false"],
     "no_relabeling": ["train.relabel.enabled=false"],
-    "dynamix": [],
+    "filter_only": ["train.relabel.reassign=false", "train.relabel.merge=false"],
+    "no_reassign": ["train.relabel.reassign=false"],
+    "no_merge": ["train.relabel.merge=false"],
     "no_centroids": ["train.loss.centroid=false"],
     "random_mixing": ["train.sampler.matching=false"],
+    "dynamix": [],
 }
 LABELS = {
     "multi_camera_only": "multi-camera only",
     "no_relabeling": "+ single-camera data, no relabeling",
-    "dynamix": "**full DynaMix**",
+    "filter_only": "relabeling: filter only",
+    "no_reassign": "relabeling without reassignment",
+    "no_merge": "relabeling without PID merging",
     "no_centroids": "no centroid loss (per-batch losses only)",
     "random_mixing": "random mixing (no matched sampling)",
+    "dynamix": "**full DynaMix**",
 }
 METRICS = ("rank1", "mAP", "mINP")
 
@@ -106,7 +112,33 @@ def log_to_mlflow(
     return ids
 
 
-def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+PRECISIONS = ("filter_precision", "reassign_precision", "merge_precision")
+ACTIONS = ("images_judged", "images_filtered", "images_relabeled", "ids_merged")
+
+
+def relabel_summary(run_dirs: list[Path]) -> dict[str, float] | None:
+    """What relabeling did in a variant's runs, from their ``log.jsonl`` windows: actions per
+    run (mean over runs) and each action's precision against the ground truth, pooled over
+    windows and seeds weighted by the window's count of that action. None without windows."""
+    windows = []
+    for out in run_dirs:
+        log_file = out / "log.jsonl"
+        if log_file.is_file():
+            events = (json.loads(line) for line in log_file.read_text().splitlines() if line.strip())
+            windows += [e for e in events if e.get("event") == "relabel"]
+    if not windows:
+        return None
+    out: dict[str, float] = {k: float(sum(w.get(k) or 0 for w in windows)) / len(run_dirs) for k in ACTIONS}
+    for key, count in zip(PRECISIONS, ("images_filtered", "images_relabeled", "ids_merged"), strict=True):
+        pairs = [(w[key], w.get(count) or 0) for w in windows if isinstance(w.get(key), float) and w[key] == w[key]]
+        weight = sum(n for _, n in pairs)
+        out[key] = float(sum(p * n for p, n in pairs) / weight) if weight else float("nan")
+    return out
+
+
+def aggregate(
+    results: dict[str, list[dict[str, Any]]], run_dirs: dict[str, list[Path]] | None = None
+) -> dict[str, Any]:
     """Mean ± std over seeds per variant and target, plus label purity of full DynaMix."""
     report: dict[str, Any] = {}
     for variant, runs in results.items():
@@ -123,6 +155,9 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         }
         report[variant]["seeds"] = len(runs)
         report[variant]["mean_mAP_per_seed"] = [float(r["mean_mAP"]) for r in runs]
+        summary = relabel_summary((run_dirs or {}).get(variant, []))
+        if summary is not None:
+            report[variant]["relabel"] = summary
     quality = [r["label_quality"] for r in results.get("dynamix", []) if "label_quality" in r]
     if quality:
         report["purity"] = {
@@ -154,7 +189,31 @@ def markdown(report: dict[str, Any]) -> str:
             f"Single-camera label purity against ground truth: {p['before']:.3f} before "
             f"relabeling, {p['after']:.3f} after (full DynaMix, mean over seeds)."
         )
+    acting = [v for v in variants if "relabel" in report[v]]
+    if acting:
+        lines += [
+            "",
+            "| variant | judged | filtered | filter precision | moved | reassign precision | merged ids "
+            "| merge precision |",
+        ]
+        lines.append("|---|" + "---:|" * 7)
+        for v in acting:
+            r = report[v]["relabel"]
+            cells = [f"{r['images_judged']:.0f}", f"{r['images_filtered']:.0f}", _share(r["filter_precision"])]
+            cells += [f"{r['images_relabeled']:.0f}", _share(r["reassign_precision"])]
+            cells += [f"{r['ids_merged']:.0f}", _share(r["merge_precision"])]
+            lines.append(f"| {LABELS[v]} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(
+            "Relabeling actions per run (mean over seeds) and their precision against the synthetic ground truth "
+            "(share of filtered images that were mislabelled, of moved images now with their true person, of merged "
+            "ids joining one person), pooled over windows and seeds."
+        )
     return "\n".join(lines) + "\n"
+
+
+def _share(value: float) -> str:
+    return "–" if value != value else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         log.error("no finished runs under %s; run without --report-only first", args.out_dir)
         return 1
-    report = aggregate(results)
+    dirs: dict[str, list[Path]] = {}
+    for variant, _seed, out, _metrics in finished:
+        dirs.setdefault(variant, []).append(out)
+    report = aggregate(results, dirs)
     seeds = {v: len(r) for v, r in results.items()}
     report["settings"] = {"seeds": args.seeds, "overrides": args.set, "runs_per_variant": seeds}
     write_json_atomic(args.report, report)

@@ -60,6 +60,12 @@ def summary_table(
         )
         for row in [header, *rows]
     ]
+    if train.get("selected_by"):
+        score = train.get("best_selection_score")
+        value = "" if score is None else f" {score:.3f}"
+        lines.append(
+            f"best.pt: step {train.get('best_step')}, chosen by {train['selected_by']}{value} (not the targets)"
+        )
     if promotion:
         name, version = promotion.get("model", "model"), promotion.get("version", "?")
         lines.append(f"promotion of {name} v{version}: {promotion.get('reason', '')}")

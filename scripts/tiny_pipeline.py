@@ -95,6 +95,8 @@ TINY_RECIPE: dict[str, Any] = with_overrides(
             "eval_model": "momentum",
             "centroid_momentum": 0.2,
             "centroid_dtype": "fp16",
+            "bank_init": "first_sight",
+            "selection": {"ids_per_source": 20, "metric": "mAP"},
             "sampler": {
                 "matching": True,
                 "single_camera": True,
@@ -110,6 +112,7 @@ TINY_RECIPE: dict[str, Any] = with_overrides(
                 "w_centroid_single": 0.5,
                 "w_triplet": 1.0,
                 "triplet_margin": 0.3,
+                "triplet_cross_negatives": True,
                 "w_consistency": 0.5,
                 "consistency_kind": "cosine",
                 "w_id": 1.0,
@@ -119,6 +122,13 @@ TINY_RECIPE: dict[str, Any] = with_overrides(
             },
             "relabel": {
                 "enabled": True,
+                "mode": "online",
+                "filter": True,
+                "filter_history": 4096,
+                "filter_min_history": 8,  # a tiny run judges a few dozen images
+                "merge_scope": "video",
+                "merge_mad": 1.0,
+                "merge_max_age": 100,
                 "tau_filter": 0.5,
                 "tau_relabel": 0.7,
                 "margin": 0.1,

@@ -118,3 +118,45 @@ def test_no_mlflow_logs_nothing(tmp_path, store):
     argv += ["--report", report, "--no-mlflow"]
     assert main(argv) == 0
     assert not (tmp_path / "store").exists()
+
+
+def test_the_report_explains_relabeling_with_each_actions_precision(tmp_path):
+    runs = tmp_path / "runs"
+    windows = [
+        {
+            "event": "relabel",
+            "step": 300,
+            "images_judged": 100,
+            "images_filtered": 10,
+            "images_relabeled": 0,
+            "ids_merged": 4,
+            "filter_precision": 0.2,
+            "reassign_precision": float("nan"),
+            "merge_precision": 0.5,
+        },
+        {
+            "event": "relabel",
+            "step": 450,
+            "images_judged": 100,
+            "images_filtered": 30,
+            "images_relabeled": 2,
+            "ids_merged": 0,
+            "filter_precision": 0.6,
+            "reassign_precision": 1.0,
+            "merge_precision": float("nan"),
+        },
+    ]
+    fake_run(runs / "dynamix" / "seed0", 0.30, 0.40)
+    (runs / "dynamix" / "seed0" / "log.jsonl").write_text("\n".join(json.dumps(w) for w in windows) + "\n")
+    fake_run(runs / "no_relabeling" / "seed0", 0.30, 0.40)
+    report_path = tmp_path / "ablation.json"
+    argv = ["--report-only", "--seeds", "0", "--out-dir", str(runs), "--report", str(report_path), "--no-mlflow"]
+    assert main(argv) == 0
+    relabel = json.loads(report_path.read_text())["dynamix"]["relabel"]
+    # pooled over windows, weighted by how many actions each window took
+    assert relabel["filter_precision"] == pytest.approx((0.2 * 10 + 0.6 * 30) / 40)
+    assert relabel["reassign_precision"] == pytest.approx(1.0) and relabel["merge_precision"] == pytest.approx(0.5)
+    assert relabel["images_filtered"] == 40 and relabel["ids_merged"] == 4
+    assert "relabel" not in json.loads(report_path.read_text())["no_relabeling"]  # no windows: nothing claimed
+    table = report_path.with_suffix(".md").read_text()
+    assert "| **full DynaMix** | 200 | 40 | 0.50 | 2 | 1.00 | 4 | 0.50 |" in table

@@ -51,3 +51,10 @@ def test_main_reads_the_metrics_files(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*args, "--promotion", str(tmp_path / "absent.json")]) == 0
     assert _rows(capsys.readouterr().out)["night-syn"][-1] == "0.125"
     assert main(["--train", str(tmp_path / "absent.json")]) == 1
+
+
+def test_the_selection_line_names_the_split_best_pt_was_chosen_on():
+    train = {**TRAIN, "selected_by": "source-holdout mAP", "best_selection_score": 0.5, "best_step": 400}
+    text = summary_table(train, BASELINE, PROMOTION)
+    assert "best.pt: step 400, chosen by source-holdout mAP 0.500 (not the targets)" in text.splitlines()
+    assert "best.pt" not in summary_table(TRAIN)

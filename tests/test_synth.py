@@ -7,6 +7,7 @@ disk, the way the loaders and the training code will see it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -25,6 +26,7 @@ from dynamix.synth.cli import register
 from dynamix.synth.presets import LabelledDomainSpec, SingleCameraSpec
 from dynamix.synth.single_camera import plan_single_camera
 from dynamix.synth.style import STYLE_DIMS
+from dynamix.synth.summary import NOISE_RATES, realized_noise
 
 MARKET_RE = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 DUKE_RE = re.compile(r"^(\d{4})_c(\d)_f(\d{7})\.jpg$")
@@ -215,7 +217,13 @@ def test_noise_rates_realized(single, meta):
     assert abs(multi - spec.multi_video_rate) <= 0.5 / n_ids + 1e-9
     assert abs(switched - spec.switch_rate) <= 0.5 / gt["tracklet"].nunique() + 1e-9
     assert abs(junk - spec.junk_rate) <= 1.0 / len(gt)
-    assert noise["requested"] == {k: getattr(spec, k) for k in ("multi_video_rate", "switch_rate", "junk_rate")}
+    appearances = gt[gt["noise"] == "clean"].groupby(["true_id", "video"])["pseudo_pid"].nunique()
+    fragmented = (appearances >= 2).mean()
+    assert realized["fragment_rate"] == pytest.approx(fragmented) and fragmented > 0
+    assert realized["num_appearances"] == len(appearances)
+    assert abs(fragmented - spec.fragment_rate) <= 0.5 / len(appearances) + 1e-9
+    assert set(NOISE_RATES) == {"multi_video_rate", "switch_rate", "junk_rate", "fragment_rate"}
+    assert noise["requested"] == {k: getattr(spec, k) for k in NOISE_RATES}
     assert meta["domains"]["lupnl-syn"]["noise"] == noise
     # A switched tracklet shows a different true person of its own video after the switch.
     for _, track in gt[gt["tracklet"].isin(gt.loc[gt["noise"] == "switch", "tracklet"])].groupby("tracklet"):
@@ -226,6 +234,66 @@ def test_noise_rates_realized(single, meta):
         in_video = (gt["video"] == track["video"].iloc[0]) & (gt["noise"] == "clean")
         video_people = set(gt.loc[in_video, "true_id"])
         assert set(people["true_id"]) <= video_people
+
+
+def test_fragments_split_one_person_inside_one_video(single):
+    """A fragment is the same true person under another pseudo id of the SAME video."""
+    labels, gt, _ = single
+    clean = gt[gt["noise"] == "clean"]
+    assert (gt.groupby("pseudo_pid")["video"].nunique() == 1).all()  # fragments never cross videos
+    assert (clean.groupby("pseudo_pid")["true_id"].nunique() == 1).all()  # every fragment: one person
+    ids = clean.groupby(["true_id", "video"])["pseudo_pid"].nunique()
+    flagged = clean.groupby(["true_id", "video"])["fragmented"].agg(["all", "any"])
+    assert (flagged["all"] == flagged["any"]).all()  # the flag is per appearance
+    assert ((ids >= 2) == flagged["all"]).all()  # flagged <=> split over >= 2 pseudo ids
+    assert gt["fragmented"].dtype == bool
+    assert (gt.groupby("tracklet")["fragmented"].nunique() == 1).all()  # junk rows carry their tracklet's flag
+    # The ground truth still maps every listed image (true_ids() looks images up by path).
+    assert gt["path"].is_unique and set(gt["path"]) == set(labels["path"])
+
+
+def tiny_single_camera(**changes: float):
+    spec = dataclasses.replace(get_preset("tiny").single_camera, **changes)
+    return plan_single_camera(spec, 5, 0, get_preset("tiny").image_size)
+
+
+def test_fragmentation_changes_only_pseudo_ids_of_split_tracklets():
+    """Its own random stream: images, paths and every other label equal the unfragmented world."""
+    plain, split = tiny_single_camera(fragment_rate=0.0), tiny_single_camera()
+    pd.testing.assert_frame_equal(plain.images, split.images)  # every pixel's inputs and path
+    a, b = plain.ground_truth, split.ground_truth
+    others = [c for c in a.columns if c not in ("pseudo_pid", "fragmented")]
+    pd.testing.assert_frame_equal(a[others], b[others])
+    assert not a["fragmented"].any()
+    assert (a[a["noise"] == "clean"].groupby(["true_id", "video"])["pseudo_pid"].nunique() == 1).all()
+    changed = a["pseudo_pid"] != b["pseudo_pid"]
+    assert changed.any() and b.loc[changed, "fragmented"].all()
+    # Splitting only refines: a new pseudo id holds tracklets of one old id, and is a fresh number.
+    pairs = pd.DataFrame({"old": a["pseudo_pid"], "new": b["pseudo_pid"]}).drop_duplicates()
+    assert (pairs.groupby("new")["old"].nunique() == 1).all()
+    assert set(b.loc[changed, "pseudo_pid"]).isdisjoint(a["pseudo_pid"])
+    n_split = int((pairs.groupby("old")["new"].nunique() >= 2).sum())
+    assert n_split == round(get_preset("tiny").single_camera.fragment_rate * a["pseudo_pid"].nunique())
+    assert plain.counts["num_images"] == split.counts["num_images"]
+    assert split.counts["num_pseudo_ids"] > plain.counts["num_pseudo_ids"]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.07, 0.33])
+def test_fragment_rate_is_exact(rate):
+    spec = SingleCameraSpec(
+        "z",
+        num_videos=12,
+        num_persons=150,
+        multi_video_rate=0.2,
+        switch_rate=0.1,
+        junk_rate=0.05,
+        fragment_rate=rate,
+        tracklets_per_appearance=(1, 4),
+        tracklet_length=(3, 4),
+    )
+    realized = realized_noise(plan_single_camera(spec, 5, 0, (64, 32)).ground_truth)
+    assert abs(realized["fragment_rate"] - rate) <= 0.5 / realized["num_appearances"] + 1e-9
+    assert realized["multi_video_rate"] == pytest.approx(0.2)  # the other rates are untouched
 
 
 def mean_colours(paths: list[Path]) -> np.ndarray:
@@ -369,6 +437,20 @@ def test_preset_validation():
         LabelledDomainSpec("x", "dukemtmc", "source", 12, 5, 5)
     with pytest.raises(DynamixError, match="switch_rate"):
         SingleCameraSpec("y", num_videos=2, num_persons=10, multi_video_rate=0.1, switch_rate=1.5, junk_rate=0.1)
+    with pytest.raises(DynamixError, match="fragment_rate"):
+        SingleCameraSpec(
+            "y",
+            num_videos=2,
+            num_persons=10,
+            multi_video_rate=0.0,
+            switch_rate=0.1,
+            junk_rate=0.1,
+            fragment_rate=0.2,
+            tracklets_per_appearance=(1, 1),
+        )
+    # Only appearances with >= 2 tracklets can be split: asking for more fails at planning.
+    with pytest.raises(DynamixError, match=r"fragment_rate=0\.9 asks for"):
+        tiny_single_camera(fragment_rate=0.9)
     with pytest.raises(DynamixError, match="unknown synth preset"):
         get_preset("huge")
 
@@ -389,7 +471,11 @@ def test_default_and_large_preset_sizes():
         assert 100 <= counts["query_ids"] <= 150 and 200 <= counts["query_images"] <= 600
         assert 1000 <= counts["gallery_images"] <= 3000
     single = by_name["lupnl-syn"].counts
-    assert 300 <= single["num_videos"] <= 500 and 2000 <= single["num_pseudo_ids"] <= 4000
+    assert 300 <= single["num_videos"] <= 500 and 3000 <= single["num_pseudo_ids"] <= 5000
+    realized = realized_noise(by_name["lupnl-syn"].ground_truth)
+    spec = get_preset("default").single_camera
+    assert spec.fragment_rate > spec.switch_rate > spec.junk_rate  # fragmentation: the commonest error
+    assert abs(realized["fragment_rate"] - spec.fragment_rate) <= 0.5 / realized["num_appearances"] + 1e-9
     assert 25_000 <= single["num_images"] <= 40_000
     large = plan_single_camera(get_preset("large").single_camera, 5, 0, (128, 64))
     assert large.counts["num_images"] >= 1_000_000

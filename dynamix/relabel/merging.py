@@ -61,22 +61,41 @@ def merge_pids(
     rows = np.repeat(np.arange(m), nbr.shape[1])
     cols = nbr.ravel()
     keep = (cols >= 0) & (cols != rows) & (sims.ravel() >= tau_merge)
-    graph = coo_matrix((np.ones(int(keep.sum()), np.int8), (rows[keep], cols[keep])), (m, m))
-    graph = graph.tocsr()
+    result = merge_components(len(eligible), ids, rows[keep], cols[keep], mutual=mutual)
+    log.info(
+        "relabel (b): %d ids, %d edges ≥ %.3f, %d merged, largest group %d",
+        m,
+        result.num_edges,
+        tau_merge,
+        result.ids_merged,
+        result.largest_group,
+    )
+    return result
+
+
+def merge_components(
+    num_ids: int, ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, *, mutual: bool = False
+) -> MergeResult:
+    """Merge the connected components of a graph over ``ids`` (M,) ascending global ids.
+
+    ``rows``/``cols`` (E,) are directed edges as positions into ``ids`` (a kNN list:
+    ``row`` has ``col`` among its neighbours); ``mutual`` keeps an edge only if both
+    directions exist. Each component maps to its smallest id, so every other label and
+    the bank's shape stay valid. Returns the (``num_ids``,) mapping, identity elsewhere.
+    """
+    m = len(ids)
+    mapping = np.arange(num_ids, dtype=np.int64)
+    if m < 2 or len(rows) == 0:
+        return MergeResult(mapping, 0, 0, int(m > 0))
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), (m, m)).tocsr()
+    graph.data[:] = 1  # duplicate edges summed by tocsr
     graph = graph.multiply(graph.T) if mutual else graph.maximum(graph.T)  # symmetric
+    graph.eliminate_zeros()
     num_edges = int(graph.nnz // 2)
     num_groups, component = connected_components(graph, directed=False)
     _, first = np.unique(component, return_index=True)  # smallest local index per group
     mapping[ids] = ids[first[component]]
     largest = int(np.bincount(component).max())
-    log.info(
-        "relabel (b): %d ids, %d edges ≥ %.3f, %d merged, largest group %d",
-        m,
-        num_edges,
-        tau_merge,
-        m - num_groups,
-        largest,
-    )
     return MergeResult(mapping, int(m - num_groups), num_edges, largest)
 
 

@@ -15,6 +15,10 @@ NIGHT_OUT = IdentityPrior(neutral_rate=0.6, value=0.55, summer_rate=0.25, hat_ra
 WINTER = IdentityPrior(neutral_rate=0.7, value=0.5, saturation=0.5, summer_rate=0.08)
 CAMPUS = IdentityPrior(neutral_rate=0.5, hue=0.6, hue_spread=0.25, skin_dark=0.55)
 STREET = IdentityPrior(neutral_rate=0.5, summer_rate=0.4, pattern_rate=0.35)
+# Share of (person, video) appearances a tracker splits over >= 2 pseudo ids: the commonest
+# tracker error (docs/synthetic-world.md justifies it). With 1-2 tracklets per appearance
+# about half the appearances can be split, so 0.3 splits ~60 % of those.
+FRAGMENT_RATE = 0.3
 
 
 def _world(
@@ -108,6 +112,7 @@ TINY = _world(
         multi_video_rate=0.25,
         switch_rate=0.2,
         junk_rate=0.1,
+        fragment_rate=FRAGMENT_RATE,
         tracklets_per_appearance=(1, 2),
         tracklet_length=(3, 5),
         identity=STREET,
@@ -133,6 +138,7 @@ DEFAULT = _world(
         multi_video_rate=0.15,
         switch_rate=0.1,
         junk_rate=0.05,
+        fragment_rate=FRAGMENT_RATE,
         tracklets_per_appearance=(1, 2),
         tracklet_length=(4, 10),
         identity=STREET,
@@ -157,6 +163,7 @@ LARGE = _world(
         multi_video_rate=0.15,
         switch_rate=0.1,
         junk_rate=0.05,
+        fragment_rate=FRAGMENT_RATE,
         tracklets_per_appearance=(1, 2),
         tracklet_length=(4, 10),
         identity=STREET,

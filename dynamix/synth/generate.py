@@ -29,7 +29,7 @@ from dynamix.synth.plan import DomainPlan
 from dynamix.synth.presets import Preset
 from dynamix.synth.render import Renderer, encode, image_rng
 from dynamix.synth.style import STYLE_DIMS
-from dynamix.synth.summary import realized_noise
+from dynamix.synth.summary import NOISE_RATES, realized_noise
 from dynamix.synth.world import World, plan_world
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,11 @@ def _render_all(world: World, root: Path, workers: int, progress: ProgressFactor
             with multiprocessing.get_context().Pool(workers, _init_worker, init_args) as pool:
                 for index, n in pool.imap_unordered(_render_chunk, _tasks(world)):
                     advance(index, n)
+                # Let the workers exit on their own: the with-block's terminate() SIGTERMs them,
+                # and one killed while holding the task queue's lock leaves the other blocked
+                # on it forever (seen under a Prefect task, whose SIGTERM handler they inherit).
+                pool.close()
+                pool.join()
     finally:
         _WORKER.clear()
         for index, bar in bars.items():
@@ -252,7 +257,7 @@ def _write_ground_truth(world: World, plan: DomainPlan, gt_dir: Path, entry: dic
     path = gt_dir / f"{plan.name}.parquet"
     plan.ground_truth.to_parquet(path, index=False)
     spec = world.preset.single_camera
-    requested = {k: getattr(spec, k) for k in ("multi_video_rate", "switch_rate", "junk_rate")}
+    requested = {k: getattr(spec, k) for k in NOISE_RATES}
     # Measured on the file as written, so the numbers describe what users actually get.
     noise = {"requested": requested, "realized": realized_noise(pd.read_parquet(path))}
     write_json_atomic(gt_dir / f"{plan.name}_noise.json", noise)

@@ -15,8 +15,9 @@ import pandas as pd
 
 # What a row draws: a person, a background-only junk crop, or a badly cut person (junk).
 KIND_PERSON, KIND_BACKGROUND, KIND_PARTIAL = 0, 1, 2
-# Random streams of a domain: [seed, domain index, stream, key].
-STREAM_IMAGE, STREAM_SCENE, STREAM_PLAN = 0, 1, 2
+# Random streams of a domain: [seed, domain index, stream, key]. A new kind of noise gets its
+# own stream, so adding it leaves every image and every other label of a world unchanged.
+STREAM_IMAGE, STREAM_SCENE, STREAM_PLAN, STREAM_FRAGMENT = 0, 1, 2, 3
 
 # Columns a renderer reads from a plan row (``key`` seeds the image's generator).
 RENDER_COLUMNS = (

@@ -113,6 +113,11 @@ class SingleCameraSpec:
 
     Each video's style is drawn from a broad prior (a mixture of condition archetypes and
     a wide Gaussian over the whole style space), far broader than any labelled domain.
+
+    ``fragment_rate`` is the share of (person, video) appearances whose tracklets a tracker
+    failed to link: their tracklets are split over >= 2 pseudo ids of the same video, the
+    commonest tracker error. Only appearances with >= 2 tracklets can be split, so the rate
+    must stay below the share of such appearances (checked when the domain is planned).
     """
 
     name: str
@@ -121,6 +126,7 @@ class SingleCameraSpec:
     multi_video_rate: float
     switch_rate: float
     junk_rate: float
+    fragment_rate: float = 0.0
     videos_per_multi_person: tuple[int, int] = (2, 3)
     tracklets_per_appearance: tuple[int, int] = (1, 3)
     tracklet_length: tuple[int, int] = (4, 10)
@@ -132,7 +138,7 @@ class SingleCameraSpec:
 
     def __post_init__(self) -> None:
         w = self.name
-        for key in ("multi_video_rate", "switch_rate", "junk_rate", "archetype_rate"):
+        for key in ("multi_video_rate", "switch_rate", "junk_rate", "fragment_rate", "archetype_rate"):
             value = getattr(self, key)
             _check(0.0 <= value <= 1.0, w, f"{key}={value} must be in [0, 1]")
         _check(self.junk_rate < 1.0, w, "junk_rate must be < 1")
@@ -145,6 +151,12 @@ class SingleCameraSpec:
             "videos_per_multi_person exceeds num_videos",
         )
         _check_range(self.tracklets_per_appearance, w, "tracklets_per_appearance", 1)
+        # A fragmented appearance splits its tracklets, so it needs at least two of them.
+        _check(
+            self.fragment_rate == 0 or self.tracklets_per_appearance[1] >= 2,
+            w,
+            f"fragment_rate={self.fragment_rate} needs tracklets_per_appearance max >= 2",
+        )
         # A switch needs a frame before and after it.
         _check_range(self.tracklet_length, w, "tracklet_length", 2)
         _check(self.tracklet_length[1] <= 1000, w, "tracklet_length max must be <= 1000")

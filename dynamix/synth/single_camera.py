@@ -1,11 +1,17 @@
 """Planning of the single-camera pseudo-labelled domain (LUPerson-NL style) and its noise.
 
-Street videos -> person tracklets -> pseudo pids: one pseudo pid per (person, video), so a
-pseudo pid never spans two videos. Three kinds of label noise are injected at exact,
-configurable rates (``round(rate * N)`` items, so the realised rates match the request up
-to rounding): persons filmed in several videos (one pseudo pid per video, to be merged),
-identity switches inside tracklets (to be relabeled) and junk crops (to be filtered).
+Street videos -> person tracklets -> pseudo pids: one pseudo pid per (person, video) unless
+the tracker fragments it into several, so a pseudo pid never spans two videos. Four kinds
+of label noise are injected at exact, configurable rates (``round(rate * N)`` items, so the
+realised rates match the request up to rounding): persons filmed in several videos (one
+pseudo pid per video, to be merged), fragmented appearances (a person's tracklets in one
+video split over several pseudo pids, as when a tracker loses someone behind an occluder:
+to be merged), identity switches inside tracklets (to be relabeled) and junk crops (to be
+filtered).
 The truth is kept in a ground-truth table that training code never reads.
+
+Fragmentation draws from its own random stream and only renames the pseudo pid of split
+tracklets, so turning it on or off leaves every image, path and other label unchanged.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dynamix.errors import DynamixError
 from dynamix.synth import geometry, writers
 from dynamix.synth.identity import sample_identities
 from dynamix.synth.plan import (
     KIND_BACKGROUND,
     KIND_PARTIAL,
     KIND_PERSON,
+    STREAM_FRAGMENT,
     STREAM_PLAN,
     DomainPlan,
 )
@@ -42,17 +50,19 @@ def plan_single_camera(spec: SingleCameraSpec, index: int, seed: int, image_size
     _geometry(rng, frames, tracks, styles)
     frames["key"] = np.arange(len(frames), dtype=np.int64)
     pseudo = rng.permutation(len(app_person))  # pseudo pids carry no order information
+    track_pid, fragmented = _fragments(spec, np.random.default_rng([seed, index, STREAM_FRAGMENT, 0]), tracks, pseudo)
     t = frames["tracklet"].to_numpy()
     video = tracks["video"][t]
     frames["path"] = writers.single_camera_paths(video, t, frames["frame"].to_numpy())
     gt = pd.DataFrame(
         {
             "path": frames["path"].astype("string"),
-            "pseudo_pid": pseudo[tracks["appearance"][t]].astype(np.int64),
+            "pseudo_pid": track_pid[t].astype(np.int64),
             "true_id": np.where(frames["noise"] == "junk", -1, frames["identity"]).astype(np.int64),
             "video": pd.array([f"v{v:05d}" for v in video], dtype="string"),
             "tracklet": pd.array([f"t{x:06d}" for x in t], dtype="string"),
             "noise": frames["noise"].astype("string"),
+            "fragmented": fragmented[tracks["appearance"][t]],
         }
     )
     names = [f"v{v:05d}" for v in range(spec.num_videos)]
@@ -124,6 +134,48 @@ def _tracklets(rng: np.random.Generator, spec: SingleCameraSpec, app_person, app
         "switch_at": switch_at,
         "partner": partner,
     }
+
+
+def _fragments(
+    spec: SingleCameraSpec, rng: np.random.Generator, tracks, pseudo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo pid per tracklet; exactly round(rate*A) appearances split over >= 2 pseudo pids.
+
+    A fragmented appearance with k tracklets is cut into m pieces, m uniform in [2, k], each
+    piece a non-empty random set of its tracklets. One piece keeps the appearance's pseudo
+    pid and the others get new ones above every unsplit pid, so no other label changes.
+    Returns (pseudo pid of each tracklet, fragmented flag of each appearance).
+    """
+    appearance = tracks["appearance"]
+    n_app = len(pseudo)
+    per_app = np.bincount(appearance, minlength=n_app)
+    eligible = np.flatnonzero(per_app >= 2)
+    n_frag = round(spec.fragment_rate * n_app)
+    if n_frag > len(eligible):
+        raise DynamixError(
+            f"preset {spec.name}: fragment_rate={spec.fragment_rate} asks for {n_frag} split appearances but "
+            f"only {len(eligible)} of {n_app} have >= 2 tracklets; lower fragment_rate or raise "
+            "tracklets_per_appearance"
+        )
+    fragmented = np.zeros(n_app, dtype=bool)
+    fragmented[rng.choice(eligible, size=n_frag, replace=False)] = True
+    track_pid = pseudo[appearance].copy()
+    # Tracklets of an appearance are contiguous (appearance is sorted): rank them randomly.
+    split = np.flatnonzero(fragmented[appearance])
+    group = appearance[split]
+    k = per_app[fragmented]
+    pieces = 2 + (rng.random(n_frag) * (k - 1)).astype(np.int64)
+    m = np.repeat(pieces, k)
+    order = np.lexsort((rng.random(len(split)), group))
+    rank = np.empty(len(split), dtype=np.int64)
+    rank[order] = geometry.grouped_arange(k)
+    # The first m ranks make every piece non-empty; the rest join a random piece.
+    piece = np.where(rank < m, rank, (rng.random(len(split)) * m).astype(np.int64))
+    first_new = np.repeat(np.cumsum(pieces - 1) - (pieces - 1), k)  # offset of the group's new pids
+    new_pid = n_app + rng.permutation(int((pieces - 1).sum()))  # new pids carry no order either
+    extra = piece > 0
+    track_pid[split[extra]] = new_pid[first_new[extra] + piece[extra] - 1]
+    return track_pid, fragmented
 
 
 def _frames(rng: np.random.Generator, spec: SingleCameraSpec, tracks, app_person) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 PERSON, DISTRACTOR, JUNK = "person", "distractor", "junk"
+# Rates a SingleCameraSpec requests and realized_noise measures (world.json ``noise``).
+NOISE_RATES = ("multi_video_rate", "switch_rate", "junk_rate", "fragment_rate")
 
 
 def split_counts(df: pd.DataFrame, splits: Sequence[str]) -> dict[str, int]:
@@ -42,18 +44,27 @@ def realized_noise(gt: pd.DataFrame) -> dict[str, Any]:
 
     ``multi_video_rate``: true persons seen in >= 2 videos / true persons;
     ``switch_rate``: tracklets holding >= 1 switched image / tracklets;
-    ``junk_rate``: junk images / images.
+    ``junk_rate``: junk images / images;
+    ``fragment_rate``: appearances (true person, video) whose clean images carry >= 2 pseudo
+    ids / appearances. Clean images only: after a switch a tracklet shows another person
+    under its own pseudo id, which is a switch, not a fragment. Every tracklet starts clean,
+    so every piece of a split appearance is seen. Measured from the labels, not from the
+    ``fragmented`` flag, so a bug in either shows up as a mismatch.
     """
     people = gt[gt["true_id"] >= 0]
     videos_per_person = people.groupby("true_id")["video"].nunique()
     switched = gt.loc[gt["noise"] == "switch", "tracklet"].nunique()
     n_tracklets = gt["tracklet"].nunique()
+    clean = gt[gt["noise"] == "clean"]
+    ids_per_appearance = clean.groupby(["true_id", "video"])["pseudo_pid"].nunique()
     return {
         "multi_video_rate": float((videos_per_person >= 2).mean()),
         "switch_rate": float(switched / n_tracklets),
         "junk_rate": float((gt["noise"] == "junk").mean()),
+        "fragment_rate": float((ids_per_appearance >= 2).mean()),
         "switched_image_fraction": float((gt["noise"] == "switch").mean()),
         "num_true_ids": len(videos_per_person),
+        "num_appearances": len(ids_per_appearance),
         "num_pseudo_ids": int(gt["pseudo_pid"].nunique()),
         "num_videos": int(gt["video"].nunique()),
         "num_tracklets": int(n_tracklets),

@@ -105,10 +105,10 @@ def _handler(args: argparse.Namespace) -> int:
 
         write_curves(trainer.out_dir, args.curves_dir)
     log.info(
-        "done: mean target mAP %.4f (best %.4f at step %d); outputs in %s",
+        "done: mean target mAP %.4f; best.pt = step %d (by %s); outputs in %s",
         metrics["mean_mAP"],
-        metrics["best_mean_mAP"],
         metrics["best_step"],
+        metrics["selected_by"],
         trainer.out_dir,
     )
     return 0

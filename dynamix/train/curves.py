@@ -22,11 +22,19 @@ from dynamix.io import atomic_path
 #: part that is switched off is simply absent); the CSV curves and the PNG plots use these.
 LOSS_KEYS = ("loss", "loss_centroid", "loss_id", "loss_triplet", "loss_consistency")
 STEP_KEYS = (*LOSS_KEYS, "lr")
+#: One row per relabeling window (or round). The precisions are measured against the
+#: synthetic ground truth, for reporting only: share of the filtered images that were
+#: mislabelled, of the moved images that went to their true person, of the merge edges
+#: that joined one person (empty where nothing was done or no truth exists).
 RELABEL_KEYS = (
+    "images_judged",
     "images_filtered",
     "images_relabeled",
     "ids_merged",
     "ids_remaining",
+    "filter_precision",
+    "reassign_precision",
+    "merge_precision",
     "purity_before",
     "purity",
     "fragmentation",

@@ -32,14 +32,20 @@ def _read(params: Params, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def train_table(params: Params, single_camera: bool = True) -> pd.DataFrame:
-    """Train rows of the sources (+ single-camera sources), ids made contiguous."""
-    from dynamix.data.manifest import relabel_for_training
+    """Train rows of the sources (+ single-camera sources), ids made contiguous.
 
-    specs = params.data.sources + (params.data.single_camera if single_camera else ())
+    The source identities held out for model selection (:func:`selection_splits`) are
+    left out: the trainer never sees them.
+    """
+    from dynamix.data.manifest import relabel_for_training
+    from dynamix.evaluation.holdout import source_holdout
+
     if not params.data.sources:
         raise DynamixError("params.yaml: data.sources is empty; training needs multi-camera data")
-    parts = []
-    for spec in specs:
+    sources = _source_train(params)
+    keep, _ = source_holdout(params, sources)
+    parts = [sources[keep]]
+    for spec in params.data.single_camera if single_camera else ():
         df = _read(params, spec)
         parts.append(df[df["split"] == "train"])
     table = relabel_for_training(pd.concat(parts, ignore_index=True))
@@ -52,6 +58,19 @@ def train_table(params: Params, single_camera: bool = True) -> pd.DataFrame:
         table.loc[single, "train_pid"].nunique(),
     )
     return table
+
+
+def _source_train(params: Params) -> pd.DataFrame:
+    parts = [df[df["split"] == "train"] for df in (_read(params, spec) for spec in params.data.sources)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def selection_splits(params: Params) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """``{"source-holdout": (query, gallery)}``, the split ``best.pt`` is chosen on (empty
+    when ``train.selection.ids_per_source`` is 0)."""
+    from dynamix.evaluation.holdout import source_holdout
+
+    return source_holdout(params, _source_train(params))[1]
 
 
 def true_ids(params: Params, table: pd.DataFrame) -> np.ndarray | None:

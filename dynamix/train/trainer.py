@@ -6,19 +6,30 @@ Per step (``train_step``):
    of every image; labels are looked up by image index in the *live* label array (they
    change at every relabeling round; −1 = filtered, ignored by every loss);
 2. online features of view 2 (with gradients), momentum features of view 1 (none);
-3. loss = centroid InfoNCE (separate multi-/single-camera weights; off in the
-   per-batch-only ablation) + batch-hard triplet (mined within each data type) +
-   consistency (online view 2 vs momentum view 1);
-4. AdamW step with warm-up + cosine lr and global-norm clipping; then the momentum
+3. on-the-fly relabeling (``relabel.mode: online``): the momentum features of the batch's
+   single-camera images are judged against the centroid bank
+   (:meth:`~dynamix.relabel.online.OnlineRelabeler.judge`): an image far below its own
+   centroid is filtered, one clearly closer to an id of its video (or a kNN neighbour of
+   its id) is moved, and this step's losses already use the new labels;
+4. loss = centroid InfoNCE (separate multi-/single-camera weights; off in the
+   per-batch-only ablation) + batch-hard triplet (mined within each data type, with the
+   batch's single-camera images also negatives of multi-camera anchors) + consistency
+   (online view 2 vs momentum view 1);
+5. AdamW step with warm-up + cosine lr and global-norm clipping; then the momentum
    encoder's EMA update and, once per step, ``bank.update`` from this step's momentum
    features (those of view 1, computed before the EMA update: no second forward).
 
-Every ``relabel.every`` steps after ``relabel.warmup``, a no-grad pass of the momentum
-encoder over all single-camera images (cost: one inference pass over them, ~35k images
-≈ 1 min on 2 CPU cores for the default world) feeds :func:`~dynamix.relabel.relabel_round`;
-the new labels go to the label array and the sampler. Evaluation on the targets uses the
-**momentum** encoder by default (``train.eval_model``): it is the stable encoder the
-centroids and relabeling rely on and usually the better one; ``online`` is available.
+The bank has no initial pass (``train.bank_init: first_sight``): a centroid starts at its
+id's first batch. Every ``relabel.every`` steps from ``relabel.warmup`` a window closes
+(:meth:`~dynamix.relabel.online.OnlineRelabeler.end_window`): ids are merged from the
+bank alone and the window's actions are reported, with their precision against the
+synthetic ground truth where it exists (reporting only). No step ever makes a pass over
+the single-camera set; ``relabel.mode: rounds`` keeps the older periodic full-pass rounds
+(:func:`~dynamix.relabel.relabel_round`) as an option.
+
+Evaluation uses the **momentum** encoder by default (``train.eval_model``). It scores the
+targets (reported, gated later) and the ``source-holdout`` split of held-out labelled
+source identities, which alone decides ``best.pt`` (:mod:`dynamix.evaluation.holdout`).
 
 Determinism and resume: one ``torch.manual_seed(train.seed)`` at construction; the
 sampler has its own numpy Generator, the centroid-loss negatives their own
@@ -66,10 +77,11 @@ from dynamix.io import write_json_atomic
 from dynamix.losses import CentroidLoss, ConsistencyLoss, IdentityClassifierLoss, TripletLoss
 from dynamix.model import MomentumEncoder, ReIDModel
 from dynamix.relabel import label_quality, relabel_round
+from dynamix.relabel.online import OnlineRelabeler
 from dynamix.sampling import SINGLE, MixedBatchSampler
 from dynamix.train import distributed
 from dynamix.train.callbacks import Callback, JsonlLogger
-from dynamix.train.data import train_table, true_ids
+from dynamix.train.data import selection_splits, train_table, true_ids
 from dynamix.train.eval_record import evaluated_on
 from dynamix.train.features import extract_features
 from dynamix.train.preflight import mark_unfinished, prepare_out_dir
@@ -154,6 +166,7 @@ class Trainer:
         self.single_ids[self.initial_labels[self.single_images]] = True
         self.true_ids = true_ids(params, self.table)  # reporting only, never training
         self.targets = target_splits(params)
+        self.selection = selection_splits(params)  # held-out source ids: what best.pt is chosen on
         self.img_size = (mcfg.img_height, mcfg.img_width)
 
         # model, momentum encoder, centroid bank, optimizer, losses
@@ -202,8 +215,11 @@ class Trainer:
         mine = None if state is None else self._rank_part(state)  # this rank's sampler/RNGs
         if state is not None:
             self._load(state, mine)
-        else:
-            self.init_bank()
+        elif cfg.bank_init == "pass":
+            self.init_bank()  # else: a centroid starts at its id's first batch (bank.update)
+        self.relabeler = self._build_relabeler()
+        if self.relabeler is not None and state is not None and state.get("relabeler") is not None:
+            self.relabeler.load_state_dict(state["relabeler"])
         self.sampler = self._build_sampler()
         self.videos: VideoGroups | None = None
         self._refresh_videos()
@@ -248,6 +264,20 @@ class Trainer:
                 time.perf_counter() - t0,
             )
         distributed.broadcast_([self.bank.centroids, self.bank.counts])
+
+    def _build_relabeler(self) -> OnlineRelabeler | None:
+        """The on-the-fly relabeler (``relabel.mode: online``), or None (off, or rounds)."""
+        rc = self.cfg.relabel
+        if not (rc.enabled and rc.mode == "online" and self.cfg.sampler.single_camera and self.single_images.any()):
+            return None
+        return OnlineRelabeler(
+            self.initial_labels,
+            self.single_images,
+            self.table["train_camid"].to_numpy(),
+            self.bank.num_ids,
+            rc,
+            use_gpu=self.device.type == "cuda",
+        )
 
     def _refresh_videos(self) -> None:
         """Rebuild the id → video map from the sampler's index of the live labels."""
@@ -298,6 +328,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             online = self.net(view2)  # (B, D); under DDP the backward averages gradients
             target = self.momentum(view1)  # (B, D), no grad
+        if self._judging():
+            labels = self._judge(idx, target)
         parts: dict[str, torch.Tensor] = {}
         mining = groups  # triplet groups: data type, or (with self.videos) single-camera video
         id_groups = extra_ids = None
@@ -322,7 +354,8 @@ class Trainer:
             classes = torch.from_numpy(self.class_of[np.maximum(self.labels[idx], 0)])
             classes[labels.cpu() < 0] = -1
             parts["id"] = lc.w_id * self.id_loss(online, classes.to(self.device))
-        parts["triplet"] = lc.w_triplet * self.triplet_loss(online, labels, mining)
+        cross = (groups == SINGLE) if lc.triplet_cross_negatives else None
+        parts["triplet"] = lc.w_triplet * self.triplet_loss(online, labels, mining, cross)
         kl_centroids = self.bank.centroids if lc.consistency_kind == "kl" else None
         parts["consistency"] = lc.w_consistency * self.consistency_loss(online, target, kl_centroids)
         loss = sum(parts.values())
@@ -362,6 +395,55 @@ class Trainer:
         return metrics
 
     # ---- relabeling and evaluation -----------------------------------------------------
+    def _judging(self) -> bool:
+        return self.relabeler is not None  # before relabel.warmup it only notes the ids seen
+
+    @torch.no_grad()
+    def _judge(self, idx: np.ndarray, target: torch.Tensor) -> torch.Tensor:
+        """On-the-fly filter/reassign of this step's single-camera images, before the losses.
+
+        The decisions come from the momentum features the step computed anyway, checked
+        against the centroid bank (:meth:`OnlineRelabeler.judge`). Under DDP every rank
+        judges the all-gathered batch of every rank, so all ranks make the same decisions
+        and keep the same labels. Returns this rank's (B,) labels after the decisions.
+        """
+        index = torch.from_numpy(idx).to(self.device)
+        feats, every_index = distributed.all_gather(target.float(), index)
+        every_index = every_index.cpu().numpy()
+        new = self.relabeler.judge(every_index, feats, self.labels[every_index], self.bank, self.step)
+        self.labels[every_index] = new
+        return torch.from_numpy(self.labels[idx]).to(self.device)
+
+    def _window_due(self) -> bool:
+        return self.relabeler is not None and self.step < self.cfg.iters and self.relabeler.window_due(self.step)
+
+    def end_window(self) -> dict[str, Any]:
+        """Close a relabeling window: merge ids from the bank, report the window's actions.
+
+        Rank 0 decides (:meth:`OnlineRelabeler.end_window`: the bank and labels only, no
+        pass over any image); the other ranks take its labels, bank and relabeler state.
+        """
+        stats = None
+        if self.is_main:
+            t0 = time.perf_counter()
+            result = self.relabeler.end_window(self.labels, self.bank, self.step, true_ids=self.true_ids)
+            self.labels = np.asarray(result.labels, dtype=np.int64).copy()
+            stats = {**result.stats, "seconds": time.perf_counter() - t0}
+        if self.world_size > 1:
+            stats = distributed.broadcast_object(stats)
+            distributed.broadcast_([self.bank.centroids, self.bank.counts])
+            labels = torch.from_numpy(self.labels.copy()).to(self.device)
+            distributed.broadcast_([labels])
+            state = distributed.broadcast_object(self.relabeler.state_dict() if self.is_main else None)
+            if not self.is_main:
+                self.labels = labels.cpu().numpy()
+                self.relabeler.load_state_dict(state)
+        self.sampler.update_labels(self.labels)
+        self._refresh_videos()
+        self.relabel_rounds += 1
+        self._emit("on_relabel", stats)
+        return stats
+
     def relabel(self) -> dict[str, Any]:
         """One relabeling round on the single-camera images (momentum features, no grad).
 
@@ -438,25 +520,45 @@ class Trainer:
         return stats
 
     def evaluate(self) -> dict[str, Any]:
-        """Market-1501 metrics on every target; updates ``best.pt`` by mean target mAP.
+        """Metrics on every target (reported, gated later) and on the selection split.
 
-        Under DDP rank 0 evaluates and broadcasts the metrics, so every rank keeps the same
-        ``best_map``/``last_eval`` and takes part in saving ``best.pt``.
+        ``best.pt`` follows the selection split (held-out source identities,
+        :mod:`dynamix.evaluation.holdout`), never the targets: in domain generalisation
+        they are unseen, and picking a checkpoint by their mAP would leak the test set.
+        Without a selection split ``best.pt`` is the final step. Under DDP rank 0
+        evaluates and broadcasts, so every rank keeps the same ``best_map``/``last_eval``
+        and takes part in saving ``best.pt``.
         """
         record = self._evaluate_targets() if self.is_main else None
         record = distributed.broadcast_object(record)
-        results = record["targets"]
+        results, selection = record["targets"], record["selection"]
         mean = mean_map(results)
         self.last_eval = {"step": self.step, **record, "mean_mAP": mean}
-        flat = {f"{n}/{k}": v for n, r in results.items() for k, v in r.items()}
+        flat = {f"{n}/{k}": v for n, r in {**results, **selection}.items() for k, v in r.items()}
         self._emit("on_eval", {**flat, "mean_mAP": mean})
+        score = self._selection_score(selection)
         if self.is_main:
             per_target = ", ".join(f"{n} {r['mAP']:.4f}" for n, r in results.items())
-            log.info("step %d: mean target mAP %.4f (%s)", self.step, mean, per_target)
-        if mean > self.best_map:
-            self.best_map, self.best_step = mean, self.step
+            chosen = "" if score is None else f"; {self.selected_by} {score:.4f}"
+            log.info("step %d: mean target mAP %.4f (%s)%s", self.step, mean, per_target, chosen)
+        if score is None:
+            score = float("inf") if self.step == self.cfg.iters else float("-inf")
+        if score > self.best_map:
+            self.best_map, self.best_step = score, self.step
             self.save("best.pt")
         return self.last_eval
+
+    @property
+    def selected_by(self) -> str:
+        """What ``best.pt`` is chosen by: ``source-holdout mAP``, or ``final step``."""
+        if not self.selection:
+            return "final step"
+        return f"{next(iter(self.selection))} {self.cfg.selection.metric}"
+
+    def _selection_score(self, selection: dict[str, Any]) -> float | None:
+        if not selection:
+            return None
+        return float(next(iter(selection.values()))[self.cfg.selection.metric])
 
     def _evaluate_targets(self) -> dict[str, Any]:
         """Metrics per target (:func:`~dynamix.evaluation.targets.evaluate_encoder` with the
@@ -464,14 +566,18 @@ class Trainer:
         (:mod:`dynamix.train.eval_record`: what they were computed on, and the top matches
         of ``tracking.ranked_list_queries`` queries for the ranked-list picture)."""
         encoder = self.momentum if self.cfg.eval_model == "momentum" else self.model
+
+        def embed(paths: list[str]) -> torch.Tensor:
+            return self._features(encoder, paths)
+
         report = evaluate_encoder(
-            lambda paths: self._features(encoder, paths),
-            self.targets,
-            self.params.evaluation,
-            ranked_queries=self.params.tracking.ranked_list_queries,
+            embed, self.targets, self.params.evaluation, ranked_queries=self.params.tracking.ranked_list_queries
         )
         on = evaluated_on(self.params, self.targets, self.cfg.eval_model)
-        return {"targets": report["targets"], "evaluated_on": on, "ranked": report["ranked"]}
+        selection = {}
+        if self.selection:
+            selection = evaluate_encoder(embed, self.selection, self.params.evaluation, ranked_queries=0)["targets"]
+        return {"targets": report["targets"], "selection": selection, "evaluated_on": on, "ranked": report["ranked"]}
 
     def _emit(self, event: str, payload: Any) -> None:
         """Call ``event`` on every callback, on rank 0 only (one log, one MLflow run)."""
@@ -487,6 +593,7 @@ class Trainer:
         rc = self.cfg.relabel
         return (
             rc.enabled
+            and rc.mode == "rounds"
             and self.cfg.sampler.single_camera
             and self.step < self.cfg.iters
             and self.step >= rc.warmup
@@ -508,6 +615,8 @@ class Trainer:
             self._emit("on_step", metrics)
             if self._relabel_due():
                 self.relabel()
+            elif self._window_due():
+                self.end_window()
             if self._due(self.cfg.eval_every):
                 self.evaluate()
             if self._due(self.cfg.checkpoint_every):
@@ -521,7 +630,8 @@ class Trainer:
     def write_metrics(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
             **{k: v for k, v in self.last_eval.items() if k not in ("evaluated_on", "ranked")},
-            "best_mean_mAP": self.best_map,
+            "selected_by": self.selected_by,
+            "best_selection_score": self.best_map if math.isfinite(self.best_map) else None,
             "best_step": self.best_step,
             "eval_model": self.cfg.eval_model,
             "relabel_rounds": self.relabel_rounds,
@@ -577,6 +687,7 @@ class Trainer:
             "momentum": self.momentum.state_dict(),
             "bank": self.bank.state_dict(),
             "labels": torch.from_numpy(self.labels.copy()),
+            "relabeler": None if self.relabeler is None else self.relabeler.state_dict(),
             "sampler": own["sampler"],
             "optimizer": self.optimizer.state_dict(),
             "id_classifier": None if self.id_loss is None else self.id_loss.state_dict(),

@@ -138,6 +138,22 @@ def test_triplet_groups_keep_mining_within_a_data_type():
     assert within.item() == pytest.approx((0.2 - 0.4 + 0.3) / 2, rel=1e-5)
 
 
+def test_triplet_cross_negatives_open_single_camera_negatives_to_multi_camera_anchors_only():
+    # multi-camera pair 0/1 (group 0); single-camera pair 5 (group 1) whose first image looks
+    # exactly like anchor 0: as a cross negative it is anchor 0's hardest negative
+    feats = normed(torch.tensor([[1.0, 0.0], [0.8, 0.6], [1.0, 0.0], [0.0, 1.0]]))
+    labels, groups = torch.tensor([0, 0, 5, 5]), torch.tensor([0, 0, 1, 1])
+    cross = groups == 1
+    loss = TripletLoss(margin=0.3)(feats, labels, groups, cross)
+    # anchors 0 and 1: d_ap = 0.2, hardest negative = sample 2 (d = 0 and 0.2); single-camera
+    # anchors 2 and 3 still see no negative inside their own group and are left out
+    assert loss.item() == pytest.approx(((0.2 - 0.0 + 0.3) + (0.2 - 0.2 + 0.3)) / 2, rel=1e-5)
+    assert TripletLoss(margin=0.3)(feats, labels, groups).item() == 0.0  # closed: nothing to mine
+    # a cross negative is never a positive, and a filtered image (label −1) is never used
+    filtered = TripletLoss(margin=0.3)(feats, torch.tensor([0, 0, -1, 5]), groups, cross)
+    assert filtered.item() == pytest.approx(((0.2 - 1.0 + 0.3) * 0 + (0.2 - 0.4 + 0.3)) / 2, rel=1e-5)
+
+
 # --- consistency loss ------------------------------------------------------------------
 
 

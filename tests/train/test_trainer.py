@@ -74,7 +74,14 @@ def test_cli_run_writes_checkpoints_metrics_and_log(params_file, tmp_path, capsy
     assert [r["step"] for r in events(out, "relabel")] == [2, 4]
     assert [r["step"] for r in events(out, "eval")] == [3, 6]
     state = torch.load(out / "last.pt", weights_only=True)
-    assert state["step"] == 6 and state["labels"].shape == (376,)
+    # 376 train images less the 34 of the source identities held out for model selection
+    assert state["step"] == 6 and state["labels"].shape == (342,)
+    assert metrics["selected_by"] == "source-holdout mAP"
+    evals = events(out, "eval")
+    holdout = [r["source-holdout/mAP"] for r in evals]
+    assert metrics["best_step"] == evals[holdout.index(max(holdout))]["step"]  # chosen on it alone
+    assert metrics["best_selection_score"] == max(holdout)
+    assert "source-holdout" not in metrics["targets"]
 
 
 def test_killed_and_resumed_run_ends_identical_to_uninterrupted(params_file, tmp_path):
@@ -137,6 +144,8 @@ def test_a_collapsing_relabel_round_is_rejected_and_undone(params_file, tmp_path
             tmp_path,
             "train.relabel.max_merge_fraction=0.0",
             "train.relabel.merge=true",
+            "train.relabel.mode=rounds",  # the full-pass round path, kept as an option
+            "train.bank_init=pass",
         )
     )
     labels, bank = trainer.labels.copy(), trainer.bank.state_dict()
@@ -244,6 +253,8 @@ def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path
             "train.loss.single_negatives=video",
             "train.sampler.ids_per_video=2",
             "train.relabel.tau_filter=0.999",
+            "train.relabel.mode=rounds",
+            "train.bank_init=pass",
         )
     )
     single = trainer.single_images
@@ -265,3 +276,32 @@ def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path
     assert (trainer.videos.id_video[gone] == -1).all()
     with pytest.raises(DynamixError, match="single_negatives' must be all or video"):
         Trainer(tiny(params_file, tmp_path / "bad", "train.loss.single_negatives=camera"))
+
+
+def test_on_the_fly_relabeling_decides_in_the_step_and_never_passes_over_the_data(params_file, tmp_path, monkeypatch):
+    # tau_filter near 1: every judged single-camera image is filtered in the step that sees it
+    params = tiny(
+        params_file,
+        tmp_path,
+        "train.relabel.warmup=0",
+        "train.relabel.filter_min_history=1",
+        "train.relabel.tau_filter=0.999",
+        "train.relabel.reassign=false",
+        "train.eval_every=0",
+    )
+    trainer = Trainer(params)
+    assert trainer.relabeler is not None and not trainer.bank.initialized.any()  # no initial pass
+    seen: list[list[str]] = []
+    extract = trainer._features
+    monkeypatch.setattr(trainer, "_features", lambda enc, paths: seen.append(list(paths)) or extract(enc, paths))
+    batches = iter(trainer._loader())
+    trainer.train_step(*next(batches))  # the first batch fills the similarity history
+    view1, view2, index = next(batches)
+    idx = index.numpy()
+    single = trainer.single_images[idx]
+    trainer.train_step(view1, view2, index)
+    assert (trainer.labels[idx[single]] == -1).sum() > 0  # decided in this step, before its losses
+    assert (trainer.labels[idx[~single]] == trainer.initial_labels[idx[~single]]).all()  # ground truth kept
+    stats = trainer.end_window()
+    assert stats["images_filtered"] > 0 and stats["filter_precision"] == stats["filter_precision"]  # measured
+    assert not seen  # neither the step nor the window extracted features of any image
