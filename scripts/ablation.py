@@ -15,6 +15,12 @@ experiment ``<tracking.experiment>-ablation``): its params, final per-target met
 ``variant`` and ``seed`` tags, so the UI compares the variants side by side. Logging a run
 again (``--report-only`` after more seeds finished) updates it instead of adding a twin;
 ``--no-mlflow`` skips this.
+
+Seeds run on different machines (or runs/ lost since) combine exactly: ``--merge
+reports/ablation.json`` folds an earlier report over other seeds into this one (means,
+stds, per-seed mAPs and the relabeling precisions pooled as if all runs were here), and
+``--readme README.md`` rewrites the README's table between its ``ablation:begin/end``
+markers from the report, so the table is never typed by hand.
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ LABELS = {
     "dynamix": "**full DynaMix**",
 }
 METRICS = ("rank1", "mAP", "mINP")
+README_LABELS = {
+    **LABELS,
+    "no_centroids": "no centroid loss",
+    "dynamix": "**full DynaMix** (`params.yaml`)",
+}
+README_BEGIN, README_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 
 def run_one(params_path: str, overrides: list[str], out: Path, seed: int) -> dict[str, Any]:
@@ -154,6 +166,7 @@ def aggregate(
             for t in targets
         }
         report[variant]["seeds"] = len(runs)
+        report[variant]["seed_ids"] = [int(r["seed"]) for r in runs if "seed" in r] or None
         report[variant]["mean_mAP_per_seed"] = [float(r["mean_mAP"]) for r in runs]
         summary = relabel_summary((run_dirs or {}).get(variant, []))
         if summary is not None:
@@ -167,9 +180,101 @@ def aggregate(
     return report
 
 
+def merge_reports(new: dict[str, Any], old: dict[str, Any], old_seeds: list[int]) -> dict[str, Any]:
+    """One report over the seeds of both, as if every run had been aggregated together:
+    means and (population) stds by the pooled-moments formula, per-seed mAPs concatenated,
+    relabel counts averaged per run and precisions pooled by their action counts.
+    ``old_seeds`` names the earlier report's seeds (its ``settings.seeds``); a variant run
+    under one seed in both is refused, since counting it twice would shrink the spread."""
+    merged: dict[str, Any] = {}
+    for variant in [v for v in VARIANTS if v in new or v in old]:
+        a, b = new.get(variant), old.get(variant)
+        if a is None or b is None:
+            merged[variant] = a or b
+            continue
+        seeds_a = a.get("seed_ids") or []
+        seeds_b = b.get("seed_ids") or old_seeds[: b["seeds"]]
+        if set(seeds_a) & set(seeds_b):
+            raise DynamixError(
+                f"{variant}: seeds {sorted(set(seeds_a) & set(seeds_b))} are in both reports; "
+                "merge only reports over different seeds"
+            )
+        na, nb = a["seeds"], b["seeds"]
+        out: dict[str, Any] = {}
+        for target in _targets(a):
+            out[target] = {m: _pool(a[target][m], na, b[target][m], nb) for m in METRICS}
+        out["seeds"] = na + nb
+        out["seed_ids"] = [*seeds_a, *seeds_b] if seeds_a else None
+        out["mean_mAP_per_seed"] = [*a["mean_mAP_per_seed"], *b["mean_mAP_per_seed"]]
+        relabel = _pool_relabel(a.get("relabel"), na, b.get("relabel"), nb)
+        if relabel is not None:
+            out["relabel"] = relabel
+        merged[variant] = out
+    if "purity" in new and "purity" in old:
+        na, nb = new["dynamix"]["seeds"], old["dynamix"]["seeds"]
+        merged["purity"] = {k: (new["purity"][k] * na + old["purity"][k] * nb) / (na + nb) for k in ("before", "after")}
+    elif "purity" in new or "purity" in old:
+        merged["purity"] = new.get("purity") or old["purity"]
+    return merged
+
+
+def _targets(entry: dict[str, Any]) -> list[str]:
+    """A variant's target names: its per-target metric dicts, not its ``relabel`` summary."""
+    return sorted(t for t, r in entry.items() if isinstance(r, dict) and "mAP" in r)
+
+
+def _pool(a: dict[str, float], na: int, b: dict[str, float], nb: int) -> dict[str, float]:
+    """Mean and population std of two groups' union from each group's own."""
+    n = na + nb
+    mean = (a["mean"] * na + b["mean"] * nb) / n
+    second = (na * (a["std"] ** 2 + a["mean"] ** 2) + nb * (b["std"] ** 2 + b["mean"] ** 2)) / n
+    return {"mean": float(mean), "std": float(np.sqrt(max(second - mean**2, 0.0)))}
+
+
+def _pool_relabel(a: dict[str, float] | None, na: int, b: dict[str, float] | None, nb: int) -> dict[str, float] | None:
+    if a is None or b is None:
+        return a or b
+    out = {k: (a[k] * na + b[k] * nb) / (na + nb) for k in ACTIONS}
+    for key, count in zip(PRECISIONS, ("images_filtered", "images_relabeled", "ids_merged"), strict=True):
+        parts = [(p[key], p[count] * n) for p, n in ((a, na), (b, nb)) if p[key] == p[key] and p[count] > 0]
+        weight = sum(w for _, w in parts)
+        out[key] = float(sum(v * w for v, w in parts) / weight) if weight else float("nan")
+    return out
+
+
+def readme_table(report: dict[str, Any]) -> str:
+    """The README's short table: mean target mAP per variant and each action's precision."""
+    lines = [
+        "| variant | seeds | mean target mAP | filter / reassign / merge precision |",
+        "|---|---:|---:|---|",
+    ]
+    for v in [v for v in VARIANTS if v in report]:
+        per_seed = report[v]["mean_mAP_per_seed"]
+        r = report[v].get("relabel")
+        precision = " / ".join(_share(r[k]) for k in PRECISIONS) if r else "–"
+        lines.append(
+            f"| {README_LABELS[v]} | {report[v]['seeds']} | {np.mean(per_seed):.3f} ± {np.std(per_seed):.3f} "
+            f"| {precision} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_readme_table(readme: Path, report: dict[str, Any]) -> None:
+    """Replace the README's block between the ablation markers with :func:`readme_table`."""
+    text = readme.read_text()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise DynamixError(
+            f"{readme}: no {README_BEGIN} ... {README_END} block to write the table into; add the markers"
+        )
+    head = text[: start + len(README_BEGIN)]
+    with atomic_path(readme) as tmp:
+        Path(tmp).write_text(head + "\n" + readme_table(report) + text[end:])
+
+
 def markdown(report: dict[str, Any]) -> str:
     variants = [v for v in VARIANTS if v in report]
-    targets = sorted(t for t, r in report[variants[0]].items() if isinstance(r, dict))
+    targets = _targets(report[variants[0]])
     head = "| variant | " + " | ".join(f"{t} {m}" for t in targets for m in METRICS)
     lines = [head + " | mean mAP |", "|---|" + "---:|" * (len(targets) * len(METRICS) + 1)]
     for v in variants:
@@ -231,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-mlflow", dest="mlflow", action="store_false", help="do not log the runs to MLflow")
     ap.add_argument("--experiment", default=None, help="MLflow experiment (default: <experiment>-ablation)")
+    ap.add_argument(
+        "--merge",
+        default=None,
+        metavar="REPORT",
+        help="fold an earlier report over other seeds into this one (exact pooled mean/std)",
+    )
+    ap.add_argument("--readme", default=None, metavar="README", help="rewrite its ablation table from the report")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results: dict[str, list[dict[str, Any]]] = {}
@@ -243,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s seed %d: not run yet (%s); left out", variant, seed, out)
                 continue
             metrics = run_one(args.params, [*VARIANTS[variant], *args.set], out, seed)
-            results.setdefault(variant, []).append(metrics)
+            results.setdefault(variant, []).append({**metrics, "seed": seed})
             finished.append((variant, seed, out, metrics))
             log.info(
                 "%s seed %d: mean target mAP %.4f (%.0f s)",
@@ -259,12 +371,25 @@ def main(argv: list[str] | None = None) -> int:
     for variant, _seed, out, _metrics in finished:
         dirs.setdefault(variant, []).append(out)
     report = aggregate(results, dirs)
-    seeds = {v: len(r) for v, r in results.items()}
-    report["settings"] = {"seeds": args.seeds, "overrides": args.set, "runs_per_variant": seeds}
+    seeds = sorted({s for _v, s, _o, _m in finished})
+    if args.merge:
+        earlier = json.loads(Path(args.merge).read_text())
+        if earlier.get("settings", {}).get("overrides", []) != args.set:
+            log.error(
+                "%s was run with --set %s, these runs with %s: not merged", args.merge, earlier["settings"], args.set
+            )
+            return 1
+        report = merge_reports(report, earlier, earlier["settings"]["seeds"])
+        seeds = sorted({*seeds, *earlier["settings"]["seeds"]})
+    runs = {v: r["seeds"] for v, r in report.items() if isinstance(r, dict) and "seeds" in r}
+    report["settings"] = {"seeds": seeds, "overrides": args.set, "runs_per_variant": runs}
     write_json_atomic(args.report, report)
     with atomic_path(Path(args.report).with_suffix(".md")) as tmp:
         Path(tmp).write_text(markdown(report))
     print(markdown(report))
+    if args.readme:
+        write_readme_table(Path(args.readme), report)
+        log.info("ablation table rewritten in %s", args.readme)
     if args.mlflow:
         ids = log_to_mlflow(finished, args.params, args.set, args.experiment)
         log.info("%d runs logged to MLflow: %s", len(ids), ", ".join(ids))

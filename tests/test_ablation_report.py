@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ablation import REPO, main
+from ablation import REPO, main, readme_table
 
 from dynamix.config import load_params, to_dict
+from dynamix.errors import DynamixError
 
 # MLflow's own use of SQLAlchemy, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
@@ -160,3 +161,69 @@ def test_the_report_explains_relabeling_with_each_actions_precision(tmp_path):
     assert "relabel" not in json.loads(report_path.read_text())["no_relabeling"]  # no windows: nothing claimed
     table = report_path.with_suffix(".md").read_text()
     assert "| **full DynaMix** | 200 | 40 | 0.50 | 2 | 1.00 | 4 | 0.50 |" in table
+
+
+def _relabel_windows(out: Path, filtered: int, precision: float) -> None:
+    window = {
+        "event": "relabel",
+        "images_judged": 100,
+        "images_filtered": filtered,
+        "images_relabeled": 0,
+        "ids_merged": 0,
+        "filter_precision": precision,
+    }
+    (out / "log.jsonl").write_text(json.dumps(window) + "\n")
+
+
+def test_merging_a_report_over_other_seeds_equals_aggregating_all_runs(tmp_path):
+    maps = {0: (0.10, 0.30), 1: (0.25, 0.32), 2: (0.16, 0.41)}
+    together, first, later = tmp_path / "all", tmp_path / "first", tmp_path / "later"
+    for seed, (market, night) in maps.items():
+        for root in (together, first if seed < 2 else later):
+            out = root / "dynamix" / f"seed{seed}"
+            fake_run(out, market, night, purity=(0.9, 0.9 + seed / 100))
+            _relabel_windows(out, filtered=10 * (seed + 1), precision=0.1 * (seed + 1))
+    common = ["--report-only", "--no-mlflow", "--variants", "dynamix"]
+    assert (
+        main([*common, "--seeds", "0", "1", "2", "--out-dir", str(together), "--report", str(tmp_path / "a.json")]) == 0
+    )
+    assert main([*common, "--seeds", "0", "1", "--out-dir", str(first), "--report", str(tmp_path / "b.json")]) == 0
+    argv = [*common, "--seeds", "2", "--out-dir", str(later), "--report", str(tmp_path / "c.json")]
+    assert main([*argv, "--merge", str(tmp_path / "b.json")]) == 0
+    expected, merged = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "c.json"))
+    for target in ("market-syn", "night-syn"):
+        for metric in ("rank1", "mAP", "mINP"):
+            assert merged["dynamix"][target][metric] == pytest.approx(expected["dynamix"][target][metric])
+    assert sorted(merged["dynamix"]["mean_mAP_per_seed"]) == pytest.approx(
+        sorted(expected["dynamix"]["mean_mAP_per_seed"])
+    )
+    assert merged["dynamix"]["relabel"] == pytest.approx(expected["dynamix"]["relabel"], nan_ok=True)
+    assert merged["dynamix"]["relabel"]["filter_precision"] == pytest.approx((1 + 4 + 9) / 6 / 10)
+    assert merged["purity"] == pytest.approx(expected["purity"])
+    assert merged["settings"]["seeds"] == [0, 1, 2] and merged["settings"]["runs_per_variant"] == {"dynamix": 3}
+    # the same seed in both reports would be counted twice: refused
+    with pytest.raises(DynamixError, match=r"seeds \[2\] are in both"):
+        main([*argv, "--merge", str(tmp_path / "c.json")])
+
+
+def test_readme_table_is_rewritten_between_its_markers(tmp_path):
+    fake_run(tmp_path / "runs" / "dynamix" / "seed0", 0.30, 0.40)
+    fake_run(tmp_path / "runs" / "no_relabeling" / "seed0", 0.20, 0.30)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n<!-- ablation:begin -->\n| stale |\n<!-- ablation:end -->\n\nAfter.\n")
+    argv = ["--report-only", "--no-mlflow", "--seeds", "0", "--out-dir", str(tmp_path / "runs")]
+    assert main([*argv, "--report", str(tmp_path / "r.json"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert (
+        "| stale |" not in text and text.startswith("# Title\n") and text.endswith("<!-- ablation:end -->\n\nAfter.\n")
+    )
+    assert "| + single-camera data, no relabeling | 1 | 0.250 ± 0.000 | – |" in text
+    assert "| **full DynaMix** (`params.yaml`) | 1 | 0.350 ± 0.000 | – |" in text
+
+
+def test_the_readme_table_is_the_committed_reports():
+    report = json.loads((REPO / "reports" / "ablation.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    assert readme_table(report) in readme, (
+        "README's ablation table is stale: scripts/ablation.py --report-only --readme"
+    )
