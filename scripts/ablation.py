@@ -19,8 +19,9 @@ again (``--report-only`` after more seeds finished) updates it instead of adding
 Seeds run on different machines (or runs/ lost since) combine exactly: ``--merge
 reports/ablation.json`` folds an earlier report over other seeds into this one (means,
 stds, per-seed mAPs and the relabeling precisions pooled as if all runs were here), and
-``--readme README.md`` rewrites the README's table between its ``ablation:begin/end``
-markers from the report, so the table is never typed by hand.
+``--write-tables README.md docs/ablation.md`` rewrites their tables between the
+``ablation:begin/end`` (short) and ``ablation-full:begin/end`` (full) markers from the
+report, so no table is typed by hand.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ README_LABELS = {
     "no_centroids": "no centroid loss",
     "dynamix": "**full DynaMix** (`params.yaml`)",
 }
-README_BEGIN, README_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 
 def run_one(params_path: str, overrides: list[str], out: Path, seed: int) -> dict[str, Any]:
@@ -189,11 +189,12 @@ def merge_reports(new: dict[str, Any], old: dict[str, Any], old_seeds: list[int]
     merged: dict[str, Any] = {}
     for variant in [v for v in VARIANTS if v in new or v in old]:
         a, b = new.get(variant), old.get(variant)
+        if b is not None and not b.get("seed_ids"):  # a report from before seed_ids: its settings say
+            b = {**b, "seed_ids": old_seeds[: b["seeds"]]}
         if a is None or b is None:
             merged[variant] = a or b
             continue
-        seeds_a = a.get("seed_ids") or []
-        seeds_b = b.get("seed_ids") or old_seeds[: b["seeds"]]
+        seeds_a, seeds_b = a.get("seed_ids") or [], b["seed_ids"]
         if set(seeds_a) & set(seeds_b):
             raise DynamixError(
                 f"{variant}: seeds {sorted(set(seeds_a) & set(seeds_b))} are in both reports; "
@@ -204,8 +205,12 @@ def merge_reports(new: dict[str, Any], old: dict[str, Any], old_seeds: list[int]
         for target in _targets(a):
             out[target] = {m: _pool(a[target][m], na, b[target][m], nb) for m in METRICS}
         out["seeds"] = na + nb
-        out["seed_ids"] = [*seeds_a, *seeds_b] if seeds_a else None
-        out["mean_mAP_per_seed"] = [*a["mean_mAP_per_seed"], *b["mean_mAP_per_seed"]]
+        per_seed = [*a["mean_mAP_per_seed"], *b["mean_mAP_per_seed"]]
+        if seeds_a:
+            order = np.argsort([*seeds_a, *seeds_b], kind="stable")
+            out["seed_ids"] = [[*seeds_a, *seeds_b][i] for i in order]
+            per_seed = [per_seed[i] for i in order]
+        out["mean_mAP_per_seed"] = per_seed
         relabel = _pool_relabel(a.get("relabel"), na, b.get("relabel"), nb)
         if relabel is not None:
             out["relabel"] = relabel
@@ -242,11 +247,43 @@ def _pool_relabel(a: dict[str, float] | None, na: int, b: dict[str, float] | Non
     return out
 
 
+def paired_with_dynamix(report: dict[str, Any]) -> None:
+    """Add ``vs_dynamix`` to each variant: full DynaMix's mean target mAP minus the
+    variant's on the same seed. Seed noise moves every variant together (one world, one
+    initialisation per seed), so the per-seed difference separates modules that the
+    spread of the means cannot."""
+    full = report.get("dynamix")
+    if not full or not full.get("seed_ids"):
+        return
+    by_seed = dict(zip(full["seed_ids"], full["mean_mAP_per_seed"], strict=True))
+    for variant in VARIANTS:
+        entry = report.get(variant)
+        if variant == "dynamix" or not entry or not entry.get("seed_ids"):
+            continue
+        runs = zip(entry["seed_ids"], entry["mean_mAP_per_seed"], strict=True)
+        pairs = [(s, by_seed[s] - m) for s, m in runs if s in by_seed]
+        if pairs:
+            diffs = [d for _, d in pairs]
+            entry["vs_dynamix"] = {
+                "seeds": [s for s, _ in pairs],
+                "diff": diffs,
+                "mean": float(np.mean(diffs)),
+                "dynamix_ahead": int(sum(d > 0 for d in diffs)),
+            }
+
+
+def _ahead(entry: dict[str, Any]) -> str:
+    vs = entry.get("vs_dynamix")
+    if not vs:
+        return "–"
+    return f"{vs['mean']:+.3f} ({vs['dynamix_ahead']} of {len(vs['diff'])})"
+
+
 def readme_table(report: dict[str, Any]) -> str:
     """The README's short table: mean target mAP per variant and each action's precision."""
     lines = [
-        "| variant | seeds | mean target mAP | filter / reassign / merge precision |",
-        "|---|---:|---:|---|",
+        "| variant | seeds | mean target mAP | full DynaMix ahead by (seeds) | filter / reassign / merge precision |",
+        "|---|---:|---:|---:|---|",
     ]
     for v in [v for v in VARIANTS if v in report]:
         per_seed = report[v]["mean_mAP_per_seed"]
@@ -254,22 +291,27 @@ def readme_table(report: dict[str, Any]) -> str:
         precision = " / ".join(_share(r[k]) for k in PRECISIONS) if r else "–"
         lines.append(
             f"| {README_LABELS[v]} | {report[v]['seeds']} | {np.mean(per_seed):.3f} ± {np.std(per_seed):.3f} "
-            f"| {precision} |"
+            f"| {_ahead(report[v])} | {precision} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def write_readme_table(readme: Path, report: dict[str, Any]) -> None:
-    """Replace the README's block between the ablation markers with :func:`readme_table`."""
-    text = readme.read_text()
-    start, end = text.find(README_BEGIN), text.find(README_END)
-    if start < 0 or end < start:
-        raise DynamixError(
-            f"{readme}: no {README_BEGIN} ... {README_END} block to write the table into; add the markers"
-        )
-    head = text[: start + len(README_BEGIN)]
-    with atomic_path(readme) as tmp:
-        Path(tmp).write_text(head + "\n" + readme_table(report) + text[end:])
+def write_tables(doc: Path, report: dict[str, Any]) -> list[str]:
+    """Rewrite the report's tables in ``doc`` between their markers: ``ablation:begin/end``
+    gets :func:`readme_table`, ``ablation-full:begin/end`` gets :func:`markdown`. Returns the
+    blocks written; a document with neither pair of markers is an error."""
+    text, written = doc.read_text(), []
+    for name, render in (("ablation", readme_table), ("ablation-full", markdown)):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        start, stop = text.find(begin), text.find(end)
+        if start >= 0 and stop > start:
+            text = text[: start + len(begin)] + "\n" + render(report) + text[stop:]
+            written.append(name)
+    if not written:
+        raise DynamixError(f"{doc}: no <!-- ablation:begin --> ... <!-- ablation:end --> block for the table; add one")
+    with atomic_path(doc) as tmp:
+        Path(tmp).write_text(text)
+    return written
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -293,6 +335,22 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"Single-camera label purity against ground truth: {p['before']:.3f} before "
             f"relabeling, {p['after']:.3f} after (full DynaMix, mean over seeds)."
+        )
+    paired = [v for v in variants if "vs_dynamix" in report[v]]
+    if paired:
+        seeds = report[paired[0]]["vs_dynamix"]["seeds"]
+        lines += ["", f"| full DynaMix minus | seed {', '.join(map(str, seeds))} | mean | DynaMix ahead |"]
+        lines.append("|---|---:|---:|---:|")
+        for v in paired:
+            vs = report[v]["vs_dynamix"]
+            per_seed = " / ".join(f"{d:+.3f}" for d in vs["diff"])
+            lines.append(
+                f"| {LABELS[v]} | {per_seed} | {vs['mean']:+.3f} | {vs['dynamix_ahead']} of {len(vs['diff'])} |"
+            )
+        lines.append("")
+        lines.append(
+            "Mean target mAP of full DynaMix minus the variant's, run on the same seed: the seed moves every "
+            "variant together, so the per-seed difference is the sharper test of one module."
         )
     acting = [v for v in variants if "relabel" in report[v]]
     if acting:
@@ -342,7 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REPORT",
         help="fold an earlier report over other seeds into this one (exact pooled mean/std)",
     )
-    ap.add_argument("--readme", default=None, metavar="README", help="rewrite its ablation table from the report")
+    ap.add_argument(
+        "--write-tables",
+        nargs="+",
+        default=[],
+        metavar="DOC",
+        help="rewrite the tables between the ablation markers of these documents (README.md docs/ablation.md)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results: dict[str, list[dict[str, Any]]] = {}
@@ -381,15 +445,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         report = merge_reports(report, earlier, earlier["settings"]["seeds"])
         seeds = sorted({*seeds, *earlier["settings"]["seeds"]})
+    paired_with_dynamix(report)
     runs = {v: r["seeds"] for v, r in report.items() if isinstance(r, dict) and "seeds" in r}
     report["settings"] = {"seeds": seeds, "overrides": args.set, "runs_per_variant": runs}
     write_json_atomic(args.report, report)
     with atomic_path(Path(args.report).with_suffix(".md")) as tmp:
         Path(tmp).write_text(markdown(report))
     print(markdown(report))
-    if args.readme:
-        write_readme_table(Path(args.readme), report)
-        log.info("ablation table rewritten in %s", args.readme)
+    for doc in args.write_tables:
+        log.info("%s: %s rewritten from the report", doc, ", ".join(write_tables(Path(doc), report)))
     if args.mlflow:
         ids = log_to_mlflow(finished, args.params, args.set, args.experiment)
         log.info("%d runs logged to MLflow: %s", len(ids), ", ".join(ids))

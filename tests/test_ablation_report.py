@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ablation import REPO, main, readme_table
+from ablation import REPO, main, markdown, readme_table
 
 from dynamix.config import load_params, to_dict
 from dynamix.errors import DynamixError
@@ -201,6 +201,8 @@ def test_merging_a_report_over_other_seeds_equals_aggregating_all_runs(tmp_path)
     assert merged["dynamix"]["relabel"]["filter_precision"] == pytest.approx((1 + 4 + 9) / 6 / 10)
     assert merged["purity"] == pytest.approx(expected["purity"])
     assert merged["settings"]["seeds"] == [0, 1, 2] and merged["settings"]["runs_per_variant"] == {"dynamix": 3}
+    assert merged["dynamix"]["seed_ids"] == [0, 1, 2]  # in seed order, whichever report held them
+    assert merged["dynamix"]["mean_mAP_per_seed"] == pytest.approx([0.2, 0.285, 0.285])
     # the same seed in both reports would be counted twice: refused
     with pytest.raises(DynamixError, match=r"seeds \[2\] are in both"):
         main([*argv, "--merge", str(tmp_path / "c.json")])
@@ -212,18 +214,53 @@ def test_readme_table_is_rewritten_between_its_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\n<!-- ablation:begin -->\n| stale |\n<!-- ablation:end -->\n\nAfter.\n")
     argv = ["--report-only", "--no-mlflow", "--seeds", "0", "--out-dir", str(tmp_path / "runs")]
-    assert main([*argv, "--report", str(tmp_path / "r.json"), "--readme", str(readme)]) == 0
+    assert main([*argv, "--report", str(tmp_path / "r.json"), "--write-tables", str(readme)]) == 0
     text = readme.read_text()
     assert (
         "| stale |" not in text and text.startswith("# Title\n") and text.endswith("<!-- ablation:end -->\n\nAfter.\n")
     )
-    assert "| + single-camera data, no relabeling | 1 | 0.250 ± 0.000 | – |" in text
-    assert "| **full DynaMix** (`params.yaml`) | 1 | 0.350 ± 0.000 | – |" in text
+    assert "| + single-camera data, no relabeling | 1 | 0.250 ± 0.000 | +0.100 (1 of 1) | – |" in text
+    assert "| **full DynaMix** (`params.yaml`) | 1 | 0.350 ± 0.000 | – | – |" in text
+    doc = tmp_path / "ablation.md"
+    doc.write_text("<!-- ablation-full:begin -->\nold\n<!-- ablation-full:end -->\n")
+    assert main([*argv, "--report", str(tmp_path / "r.json"), "--write-tables", str(doc)]) == 0
+    assert "old" not in doc.read_text() and "| **full DynaMix** | 0.400 ± 0.000 | 0.300 ± 0.000 |" in doc.read_text()
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    with pytest.raises(DynamixError, match=r"bare\.md: no <!-- ablation:begin -->"):
+        main([*argv, "--report", str(tmp_path / "r.json"), "--write-tables", str(bare)])
+    assert bare.read_text() == "no markers\n"
 
 
-def test_the_readme_table_is_the_committed_reports():
+def test_the_docs_tables_are_the_committed_reports():
     report = json.loads((REPO / "reports" / "ablation.json").read_text())
-    readme = (REPO / "README.md").read_text()
-    assert readme_table(report) in readme, (
-        "README's ablation table is stale: scripts/ablation.py --report-only --readme"
+    fix = "stale: scripts/ablation.py --report-only --write-tables README.md docs/ablation.md"
+    assert readme_table(report) in (REPO / "README.md").read_text(), f"README's ablation table is {fix}"
+    assert markdown(report) in (REPO / "docs" / "ablation.md").read_text(), f"docs/ablation.md's tables are {fix}"
+
+
+def test_each_variant_is_compared_with_dynamix_seed_by_seed(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (full, without) in enumerate([(0.30, 0.28), (0.20, 0.21), (0.40, 0.35)]):
+        fake_run(runs / "dynamix" / f"seed{seed}", full, full)
+        fake_run(runs / "no_merge" / f"seed{seed}", without, without)
+    report_path = tmp_path / "r.json"
+    argv = [
+        "--report-only",
+        "--no-mlflow",
+        "--seeds",
+        "2",
+        "0",
+        "1",
+        "--out-dir",
+        str(runs),
+        "--report",
+        str(report_path),
+    ]
+    assert main(argv) == 0
+    vs = json.loads(report_path.read_text())["no_merge"]["vs_dynamix"]
+    assert vs["seeds"] == [2, 0, 1] and vs["diff"] == pytest.approx([0.05, 0.02, -0.01])
+    assert vs["mean"] == pytest.approx(0.02) and vs["dynamix_ahead"] == 2
+    assert "| relabeling without PID merging | +0.050 / +0.020 / -0.010 | +0.020 | 2 of 3 |" in (
+        report_path.with_suffix(".md").read_text()
     )
