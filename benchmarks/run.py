@@ -154,10 +154,15 @@ def _cell(value: Any) -> str:
 
 
 def _row_table(rows: list[dict[str, Any]]) -> list[str]:
-    """A Markdown table of ``rows`` (dicts); columns in first-seen key order."""
+    """A Markdown table of ``rows`` (dicts); label columns (only text) first, then the rest, each
+    in first-seen key order: ``results.json`` is written with sorted keys, so without this a
+    re-render puts a row's name wherever the alphabet does."""
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
+    values = {k: [row[k] for row in rows if row.get(k) is not None] for k in keys}
+    labels = [k for k in keys if values[k] and all(isinstance(v, str) for v in values[k])]
+    keys = labels + [k for k in keys if k not in labels]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
     return lines

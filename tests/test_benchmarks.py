@@ -150,6 +150,10 @@ def test_render_markdown_sizes_and_row_tables():
     md = runner.render_markdown(results)
     assert "| `a` | 1M img | 2.000 | 4.000 | 2.0× | 1.00 | M1 |" in md
     assert "`a`: scaling" in md and "| 10,000 | 0.5 |" in md and "| 1,000,000 | not run |" in md
+    # a label column leads, wherever its key falls in results.json's sorted keys
+    rows = [{"ms": 1.5, "stage": "decode"}, {"ms": 2.0, "stage": "stat", "note": None}]
+    assert runner._row_table(rows)[0] == "| stage | ms | note |"
+    assert runner._row_table(rows)[2] == "| decode | 1.5 | – |"
 
 
 def test_update_doc_replaces_only_the_marked_block(tmp_path):
