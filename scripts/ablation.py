@@ -180,6 +180,23 @@ def aggregate(
     return report
 
 
+def read_report(path: Path) -> dict[str, Any]:
+    """An earlier ``reports/ablation.json`` to merge, or one line naming the file and the fix."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DynamixError(
+            f"{path}: not a readable ablation report ({exc}); pass an earlier reports/ablation.json"
+        ) from exc
+    if (
+        not isinstance(report, dict)
+        or not isinstance(report.get("settings"), dict)
+        or "seeds" not in report["settings"]
+    ):
+        raise DynamixError(f"{path}: no settings.seeds, so not a report of scripts/ablation.py; pass one that is")
+    return report
+
+
 def merge_reports(new: dict[str, Any], old: dict[str, Any], old_seeds: list[int]) -> dict[str, Any]:
     """One report over the seeds of both, as if every run had been aggregated together:
     means and (population) stds by the pooled-moments formula, per-seed mAPs concatenated,
@@ -437,11 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     report = aggregate(results, dirs)
     seeds = sorted({s for _v, s, _o, _m in finished})
     if args.merge:
-        earlier = json.loads(Path(args.merge).read_text())
-        if earlier.get("settings", {}).get("overrides", []) != args.set:
-            log.error(
-                "%s was run with --set %s, these runs with %s: not merged", args.merge, earlier["settings"], args.set
-            )
+        earlier = read_report(Path(args.merge))
+        if earlier["settings"].get("overrides", []) != args.set:
+            was = earlier["settings"].get("overrides")
+            log.error("%s was run with --set %s, these runs with --set %s: not merged", args.merge, was, args.set)
             return 1
         report = merge_reports(report, earlier, earlier["settings"]["seeds"])
         seeds = sorted({*seeds, *earlier["settings"]["seeds"]})
@@ -461,4 +477,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except DynamixError as exc:  # bad input: one line, not a traceback
+        sys.exit(f"ablation: {exc}")

@@ -264,3 +264,24 @@ def test_each_variant_is_compared_with_dynamix_seed_by_seed(tmp_path):
     assert "| relabeling without PID merging | +0.050 / +0.020 / -0.010 | +0.020 | 2 of 3 |" in (
         report_path.with_suffix(".md").read_text()
     )
+
+
+def test_merging_a_missing_or_foreign_report_fails_in_one_line_and_writes_nothing(tmp_path):
+    fake_run(tmp_path / "runs" / "dynamix" / "seed0", 0.30, 0.40)
+    report = tmp_path / "r.json"
+    argv = [
+        "--report-only",
+        "--no-mlflow",
+        "--seeds",
+        "0",
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--report",
+        f"{report}",
+    ]
+    with pytest.raises(DynamixError, match=r"missing\.json: not a readable ablation report"):
+        main([*argv, "--merge", str(tmp_path / "missing.json")])
+    (tmp_path / "other.json").write_text('{"dynamix": {}}')
+    with pytest.raises(DynamixError, match=r"other\.json: no settings\.seeds"):
+        main([*argv, "--merge", str(tmp_path / "other.json")])
+    assert not report.exists()
