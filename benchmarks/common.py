@@ -19,7 +19,6 @@ from typing import Any
 # Benchmark modules, imported by run.py; add a module here to plug new benchmarks in.
 MODULES = (
     "bench_eval",
-    "bench_relabel",
     "bench_online_relabel",
     "bench_centroids",
     "bench_sampler",

@@ -122,7 +122,6 @@ EvalModel = Literal["momentum", "online"]
 CentroidDtype = Literal["fp16", "bf16", "fp32"]
 ConsistencyKind = Literal["cosine", "kl"]
 SingleNegatives = Literal["all", "video"]
-RelabelMode = Literal["online", "rounds"]  # per-step judging + windowed merges | full-pass rounds
 MergeScope = Literal["video", "all"]  # PID merging: same-video pairs only | any two ids
 SelectionMetric = Literal["mAP", "rank1"]
 BankInit = Literal["first_sight", "pass"]
@@ -374,14 +373,13 @@ class RelabelConfig:
     ``filter_history`` own similarities; ``reassign`` to a same-video or kNN-neighbour id
     ``margin`` better and ≥ ``tau_relabel``), and every ``every`` steps (a window) merges
     ids from the bank alone (``merge``: kNN edges ≥ ``tau_merge`` within ``merge_scope``,
-    ids updated in the last ``merge_max_age`` steps). ``mode: rounds``: a full feature pass
-    every ``every`` steps (:func:`dynamix.relabel.relabel_round`); ``refresh_centroids``
-    applies there only. A window or round merging away more than ``max_merge_fraction``
-    of the live single-camera ids (a collapse) keeps its labels and logs a warning.
+    ids updated in the last ``merge_max_age`` steps). A window merging away more than
+    ``max_merge_fraction`` of the live single-camera ids (a collapse) keeps its labels and
+    logs a warning. There is no pass over the single-camera set: the periodic full-pass
+    rounds did not win the ablation and were removed (see :data:`RETIRED_KEYS`).
     """
 
     enabled: bool = True
-    mode: RelabelMode = "online"
     warmup: NonNegativeInt = 300
     every: PositiveInt = 150
     filter: bool = True
@@ -400,7 +398,6 @@ class RelabelConfig:
     merge_mad: PositiveFloat | None = 1.0
     merge_max_age: NonNegativeInt = 100
     max_merge_fraction: UnitInterval = 0.5
-    refresh_centroids: bool = True
     nlist: NonNegativeInt = 0  # > 0: approximate (IVF) top-k search with this many lists, for huge banks
 
 
@@ -637,6 +634,14 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys a params file from an older version may still carry: why each went, for its error.
+RETIRED_KEYS = {
+    "train.relabel.mode": "relabeling runs on the fly only; the full-pass rounds did not win the ablation "
+    "(docs/ablation.md)",
+    "train.relabel.refresh_centroids": "it applied to the removed full-pass rounds only",
+}
+
+
 def from_dict(cls: type[T], raw: Any, *, where: str, key: str = "") -> T:
     """Build dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
     label = f"{where}: {key or 'top level'}"
@@ -647,6 +652,8 @@ def from_dict(cls: type[T], raw: Any, *, where: str, key: str = "") -> T:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         dotted = f"{key}.{unknown[0]}" if key else unknown[0]
+        if dotted in RETIRED_KEYS:
+            raise ConfigError(f"{where}: '{dotted}' was removed: {RETIRED_KEYS[dotted]}; delete it", dotted)
         raise ConfigError(f"{where}: unknown key '{dotted}' (known: {', '.join(fields)})", dotted)
     kwargs = {}
     for name, f in fields.items():

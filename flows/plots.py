@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from dynamix.io import atomic_path
@@ -24,6 +23,8 @@ log = logging.getLogger(__name__)
 RELABEL_COUNTS = ("images_filtered", "images_relabeled", "ids_merged", "ids_remaining")
 # label quality and each action's precision (share right), both against the synthetic ground truth
 RELABEL_QUALITY = ("purity", "ari", "filter_precision", "reassign_precision", "merge_precision")
+# what the window judged against: the filter's own-similarity floor and the merge edge floor
+RELABEL_THRESHOLDS = ("filter_threshold", "merge_threshold")
 # the two of dynamix.evaluation.targets.METRIC_KEYS the evaluation picture draws
 PLOTTED_METRICS = ("rank1", "mAP")
 
@@ -56,28 +57,24 @@ def loss_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def relabel_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Per round: counts, label quality (synthetic ground truth) and similarity histograms."""
-    rounds = [e for e in events if e["event"] == "relabel"]
+    """Per window: counts, label quality and precision (synthetic ground truth), thresholds."""
+    windows = [e for e in events if e["event"] == "relabel"]
     fig = Figure(figsize=(14, 4))
-    ax_n, ax_q, ax_h = fig.subplots(1, 3)
-    for key in RELABEL_COUNTS:
-        ax_n.plot(*_series(rounds, "relabel", key), marker="o", label=key)
-    ax_n.set(xlabel="step", ylabel="count", title="relabeling rounds")
-    for key in RELABEL_QUALITY:
-        steps, values = _series(rounds, "relabel", key)
-        if steps:
-            ax_q.plot(steps, values, marker="o", label=key)
-    ax_q.set(xlabel="step", ylim=(0, 1.02), title="label quality and precision vs ground truth")
-    for i, e in enumerate(rounds):
-        for key, style in (("own_sim_hist", "-"), ("best_other_sim_hist", "--")):
-            counts = np.asarray(e.get(key) or [], dtype=float)
-            if counts.size:
-                centers = np.linspace(-1, 1, counts.size + 1)[:-1] + 1 / counts.size
-                ax_h.plot(centers, counts, style, color=f"C{i % 10}", label=f"step {e['step']} {key.split('_sim')[0]}")
-    ax_h.set(xlabel="cosine similarity to centroid", ylabel="images", title="similarities")
-    for ax in (ax_n, ax_q, ax_h):
+    ax_n, ax_q, ax_t = fig.subplots(1, 3)
+    for ax, keys, title in (
+        (ax_n, RELABEL_COUNTS, "relabeling windows"),
+        (ax_q, RELABEL_QUALITY, "label quality and precision vs ground truth"),
+        (ax_t, RELABEL_THRESHOLDS, "thresholds applied (cosine)"),
+    ):
+        for key in keys:
+            steps, values = _series(windows, "relabel", key)
+            if steps:
+                ax.plot(steps, values, marker="o", label=key)
+        ax.set(xlabel="step", title=title)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    ax_n.set(ylabel="count")
+    ax_q.set(ylim=(0, 1.02))
     return _save(fig, path)
 
 

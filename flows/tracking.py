@@ -12,7 +12,7 @@ runs compare side by side in the UI:
   ``dynamix.run_fingerprint`` (checkpoint + params.json: tracking a directory again finds
   its run) and ``dynamix.checkpoint_sha256`` (the logged model's checkpoint: never logged twice);
 - dataset inputs: ``data/raw`` (digest = its DVC md5) and each manifest (md5 of the file);
-- metrics: ``train/<loss|lr|...>`` per step, ``relabel/<stat>`` per round (histograms as
+- metrics: ``train/<loss|lr|...>`` per step, ``relabel/<stat>`` per relabel window (also as
   ``relabel/round_NN_step_S.json``), ``<target>/<rank1|rank5|rank10|mAP|mINP>`` and
   ``mean_mAP`` per evaluation, ``best/<target>/<metric>`` for the logged model,
   ``label_quality/<before|after>/<purity|fragmentation|ari>``;
@@ -409,7 +409,7 @@ def _number(value: Any) -> float | None:
 
 
 class MlflowCallback(Callback):
-    """Trainer events → MLflow metrics (and histogram artifacts); also replays a log.
+    """Trainer events → MLflow metrics (and one JSON artifact per relabel window); also replays a log.
 
     Step metrics are logged at step 1 and every ``log_every`` steps; relabel and eval
     events always. ``buffered`` (replay) sends everything in large batches at :meth:`flush`.
@@ -461,10 +461,7 @@ class MlflowCallback(Callback):
         scalars = {k: v for k, v in stats.items() if isinstance(v, int | float) and math.isfinite(v) and k != "step"}
         values = {"relabel/round": self.rounds, **{f"relabel/{k}": v for k, v in scalars.items()}}
         self._add(step, values)
-        hists = {k: v for k, v in stats.items() if isinstance(v, list)}
-        bins = len(next(iter(hists.values()), []))
-        record = {"step": step, "round": self.rounds, **scalars, **hists}
-        record["hist_edges"] = [-1 + 2 * i / bins for i in range(bins + 1)] if bins else []
+        record = {"step": step, "round": self.rounds, **scalars}
         name = f"relabel/round_{self.rounds:02d}_step_{step}.json"
         self.client.log_dict(self.run_id, record, name)
 

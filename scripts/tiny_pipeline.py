@@ -37,7 +37,7 @@ GIT_ID = ["-c", "user.name=dynamix-ci", "-c", "user.email=ci@dynamix.invalid"]
 
 # The tiny override list, the one copy: the ``--set`` items that shrink a run of the recipe
 # to seconds on a CPU. Six steps of a ViT on 64x32 crops (4x2 patches), batches of 16
-# ((2 + 2) ids x 4 images); relabeling rounds at steps 2 and 4; evaluations and checkpoints
+# ((2 + 2) ids x 4 images); relabeling windows end at steps 2 and 4; evaluations and checkpoints
 # at 3 and 6; no DataLoader workers (bit-identical reruns). The tests train with it over
 # params.yaml (tests/train; tests/infer and tests/pipeline add a shorter schedule after it,
 # later items win), and the pinned recipe below starts from it, so they cannot drift apart.
@@ -122,7 +122,6 @@ TINY_RECIPE: dict[str, Any] = with_overrides(
             },
             "relabel": {
                 "enabled": True,
-                "mode": "online",
                 "filter": True,
                 "filter_history": 4096,
                 "filter_min_history": 8,  # a tiny run judges a few dozen images
@@ -136,7 +135,6 @@ TINY_RECIPE: dict[str, Any] = with_overrides(
                 "topk": 8,
                 "mutual": False,
                 "merge": True,
-                "refresh_centroids": True,
                 "filter_mad": None,
                 "reassign": True,
                 "nlist": 0,

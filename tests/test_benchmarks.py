@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,11 +17,8 @@ BENCH = REPO / "benchmarks"
 sys.path[:0] = [str(BENCH)]
 
 import run as runner  # noqa: E402
-from relabel_world import make_world  # noqa: E402
 
 CPU_CASES = [
-    "relabel_1m_100k",
-    "relabel_1m_100k_d768",
     "online_relabel",
     "centroid_update",
     "sampler",
@@ -57,17 +53,6 @@ def test_every_quick_case_reports_time_memory_and_sizes(quick_results):
         assert r["machine"]["cores"] >= 1
         if r["baseline_seconds"] is not None:
             assert r["baseline_seconds"] > 0 and r["ratio_vs_baseline"] > 0, name
-
-
-def test_relabel_rounds_fix_labels_and_baselines_agree(quick_results):
-    r = quick_results["relabel_1m_100k"]["params"]
-    assert r["num_images"] == 10_000 and r["num_ids"] == 1_000 and r["dim"] == 256
-    assert r["round"]["images_filtered"] > 0 and r["round"]["ids_merged"] > 0
-    assert r["label_quality_after"]["ari"] > r["label_quality_before"]["ari"]
-    small = r["rows"][0]
-    assert small["images"] == 2_000 and small["dense_same_labels"] == 1.0  # same decisions
-    assert isinstance(small["dbscan_s"], float) and small["dbscan_ari"] > 0.5
-    assert quick_results["relabel_1m_100k_d768"]["params"]["dim"] == 768
 
 
 def test_online_relabel_judge_is_flat_in_images_and_ids(quick_results):
@@ -107,19 +92,13 @@ def test_large_world_trains_and_relabels_on_generated_files(quick_results):
     synth, manifests, init, run = p["rows"]
     assert synth["stage"] == "synth" and synth["seconds"] > 0
     assert init["stage"].startswith("trainer init") and init["train_images"] > manifests["images"]
-    # the round judged every single-camera image of the manifest, against the ground truth
-    assert p["round"]["images_judged"] == manifests["images"] > 0
+    # no pass over the data: the window judged only the batches' images, yet it accounts
+    # for every pseudo id of the manifest (an id goes by a merge, or by filtering its images)
+    w = p["window"]
+    assert 0 < w["images_judged"] < manifests["images"]
+    assert manifests["ids"] - w["images_filtered"] <= w["ids_remaining"] + w["ids_merged"] <= manifests["ids"]
     assert 0 < p["label_quality"]["before"]["purity"] <= 1
-    assert run["relabel_round_s"] > 0 and run["tree_rss_gib"] > 0
-
-
-def test_synthetic_relabel_world_has_the_requested_noise():
-    w = make_world(20_000, 2_000, 32, seed=3)
-    assert w.features.shape == (20_000, 32) and w.features.dtype == np.float32
-    assert np.allclose(np.linalg.norm(w.features, axis=1), 1.0, atol=1e-5)
-    assert np.bincount(w.labels).min() == 10
-    assert 0.02 < (w.true_ids == -1).mean() < 0.04  # junk
-    assert w.num_persons == 2_000 - 300  # 15 % duplicate ids
+    assert run["relabel_window_s"] > 0 and run["tree_rss_gib"] > 0
 
 
 def test_render_markdown_sizes_and_row_tables():

@@ -38,6 +38,17 @@ def test_unknown_key_is_named_with_its_full_path(tmp_path):
         load_params(p)
 
 
+def test_a_removed_key_says_why_it_went(tmp_path):
+    """An older params file with the retired full-pass rounds fails in one line, with the reason."""
+    p = write(tmp_path, "train:\n  relabel:\n    mode: rounds\n")
+    with pytest.raises(ConfigError, match=r"'train\.relabel\.mode' was removed: .*did not win the ablation") as err:
+        load_params(p)
+    assert "\n" not in str(err.value) and str(p) in str(err.value)
+    with pytest.raises(ConfigError, match=r"'train\.relabel\.refresh_centroids' was removed"):
+        load_params(write(tmp_path, "data:\n  seed: 1\n"), ["train.relabel.refresh_centroids=false"])
+    assert set(config.RETIRED_KEYS).isdisjoint(flatten(config.to_dict(Params())))  # retired means gone
+
+
 def test_wrong_type_is_named(tmp_path):
     p = write(tmp_path, "evaluation:\n  max_rank: fifty\n")
     with pytest.raises(ConfigError, match=r"'evaluation\.max_rank' must be int"):

@@ -16,7 +16,7 @@ labels are ground truth and never change. For each such image, with its momentum
   since keeping a label that fits badly is the worse error.
 
 The filter threshold is ``tau_filter``, or, with ``filter_mad = z``, the higher of
-``tau_filter`` and ``median(s_own) − z · MAD(s_own)`` over the round's images: a robust
+``tau_filter`` and ``median(s_own) − z · MAD(s_own)`` over the images judged: a robust
 outlier rule that does not depend on how concentrated the embedding space is at this stage
 of training (early on, every cosine is near 1 and a fixed threshold filters nothing).
 ``reassign=False`` never moves an image to another id (only filtering), for encoders
@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 class FilterResult:
     labels: np.ndarray  # (N,) int64 new labels, −1 = filtered
     considered: np.ndarray  # (N,) bool: single-camera images that were judged
-    filtered: np.ndarray  # (N,) bool: filtered in this round
-    relabeled: np.ndarray  # (N,) bool: moved to another id in this round
+    filtered: np.ndarray  # (N,) bool: filtered here
+    relabeled: np.ndarray  # (N,) bool: moved to another id here
     s_own: np.ndarray  # (N,) fp32 similarity to the own centroid (NaN if not considered)
     s_best: np.ndarray  # (N,) fp32 best other similarity (NaN if not considered)
     filter_threshold: float = float("nan")  # the own-similarity threshold applied

@@ -1,10 +1,11 @@
 """Relabeling step (b): merge single-camera ids whose centroids are the same person.
 
-A person filmed in several videos gets one pseudo-id per video. We build a kNN graph over
-the single-camera centroids (faiss top-k, so O(M × k) edges, never M × M), keep edges with
-cosine ≥ ``tau_merge`` (optionally only mutual neighbours, which resists chaining through
-one ambiguous centroid), and merge each connected component
-(``scipy.sparse.csgraph.connected_components``) into its smallest id. Keeping the smallest
+A person gets several pseudo ids when a tracker breaks their track (or films them in
+several videos). The caller (:meth:`OnlineRelabeler.end_window`) builds a kNN graph over
+the single-camera centroids (faiss top-k, so O(M × k) edges, never M × M) and keeps the
+edges it trusts; :func:`merge_components` merges each connected component
+(``scipy.sparse.csgraph.connected_components``; optionally mutual edges only, which resists
+chaining through one ambiguous centroid) into its smallest id. Keeping the smallest
 existing id, instead of renumbering, leaves every other label and the bank's shape valid.
 """
 
@@ -18,8 +19,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from dynamix.relabel.filtering import as_bool, as_int64
-from dynamix.relabel.search import knn_search, take_rows
+from dynamix.relabel.filtering import as_int64
 
 log = logging.getLogger(__name__)
 
@@ -30,47 +30,6 @@ class MergeResult:
     ids_merged: int  # ids folded into another id
     num_edges: int  # undirected edges of the similarity graph
     largest_group: int  # ids in the biggest component: watch it for over-merging
-
-
-def merge_pids(
-    centroids: torch.Tensor | np.ndarray,
-    single_camera: torch.Tensor | np.ndarray,
-    *,
-    tau_merge: float,
-    topk: int = 8,
-    mutual: bool = False,
-    candidate_mask: torch.Tensor | np.ndarray | None = None,
-    use_gpu: bool = False,
-    nlist: int = 0,
-) -> MergeResult:
-    """Id mapping from the kNN graph over single-camera ``centroids`` (C, D).
-
-    ``single_camera`` (C,) bool; ``candidate_mask`` (C,) bool limits the graph to ids with
-    a centroid (e.g. ``bank.initialized``). Multi-camera ids always map to themselves.
-    """
-    eligible = as_bool(single_camera)
-    if candidate_mask is not None:
-        eligible = eligible & as_bool(candidate_mask)
-    ids = np.flatnonzero(eligible)  # (M,) ascending
-    mapping = np.arange(len(eligible), dtype=np.int64)
-    m = len(ids)
-    if m < 2:
-        return MergeResult(mapping, 0, 0, int(m))
-    vectors = take_rows(centroids, ids)
-    sims, nbr = knn_search(vectors, vectors, topk + 1, use_gpu=use_gpu, nlist=nlist)  # (M, k)
-    rows = np.repeat(np.arange(m), nbr.shape[1])
-    cols = nbr.ravel()
-    keep = (cols >= 0) & (cols != rows) & (sims.ravel() >= tau_merge)
-    result = merge_components(len(eligible), ids, rows[keep], cols[keep], mutual=mutual)
-    log.info(
-        "relabel (b): %d ids, %d edges ≥ %.3f, %d merged, largest group %d",
-        m,
-        result.num_edges,
-        tau_merge,
-        result.ids_merged,
-        result.largest_group,
-    )
-    return result
 
 
 def merge_components(

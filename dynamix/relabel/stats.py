@@ -1,7 +1,7 @@
-"""What one relabeling round did, and — with ground truth — whether it helped.
+"""Whether relabeling helped, measured against ground truth (reporting only).
 
-Counts and similarity histograms are always available; the synthetic world also knows each
-image's true person, so there we measure label quality over the images kept for training:
+The synthetic world knows each image's true person, so there we measure label quality over
+the images kept for training:
 
 - **purity**: fraction of kept images whose label's majority true id is their own true id.
   Junk images (true id −1) never count as pure, so keeping junk lowers purity and
@@ -15,19 +15,7 @@ Filtered images are out of these numbers, so read them beside ``images_filtered`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
-
 import numpy as np
-
-HIST_BINS = 20
-
-
-def similarity_histogram(values: np.ndarray, bins: int = HIST_BINS) -> np.ndarray:
-    """Counts (bins,) of the finite ``values`` in fixed bins over [−1, 1]."""
-    values = np.asarray(values, dtype=np.float64)
-    values = np.clip(values[np.isfinite(values)], -1.0, 1.0)
-    return np.histogram(values, bins=bins, range=(-1.0, 1.0))[0]
 
 
 def label_quality(labels: np.ndarray, true_ids: np.ndarray) -> dict[str, float]:
@@ -56,38 +44,3 @@ def label_quality(labels: np.ndarray, true_ids: np.ndarray) -> dict[str, float]:
         "fragmentation": float(fragmentation),
         "ari": float(adjusted_rand_score(singletons, lab)),
     }
-
-
-@dataclass
-class RelabelStats:
-    """One round's record; :meth:`as_dict` gives the flat view for logging."""
-
-    images_judged: int
-    images_filtered: int
-    images_relabeled: int
-    ids_merged: int
-    ids_remaining: int
-    largest_merge_group: int
-    own_sim_hist: np.ndarray  # (HIST_BINS,) counts of s_own over [−1, 1]
-    best_other_sim_hist: np.ndarray  # (HIST_BINS,) counts of s_best over [−1, 1]
-    filter_threshold: float | None = None  # own-similarity threshold the round applied
-    purity_before: float | None = None
-    purity: float | None = None
-    fragmentation_before: float | None = None
-    fragmentation: float | None = None
-    ari_before: float | None = None
-    ari: float | None = None
-
-    @property
-    def hist_edges(self) -> np.ndarray:
-        return np.linspace(-1.0, 1.0, len(self.own_sim_hist) + 1)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Scalars as numbers, histograms as lists; ground-truth fields only when measured."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            out[f.name] = value.tolist() if isinstance(value, np.ndarray) else value
-        return out

@@ -1,6 +1,6 @@
 """Refuse sampler settings and labellings from which no batch can be composed.
 
-Checked at construction and after every relabel round (filtering can empty ids), each
+Checked at construction and after every relabeling window (filtering can empty ids), each
 failure as one line naming the setting to change, so a bad config stops before the first
 step instead of as an IndexError deep inside a DataLoader.
 """

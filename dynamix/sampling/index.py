@@ -4,7 +4,7 @@ A Python ``dict[int, list[int]]`` over 10M images costs gigabytes and minutes to
 (one boxed int per image). Here the image indices are sorted by label once
 (O(N log N), numpy) and each id owns a contiguous slice ``order[start:start+count]``;
 the lookup of an id's images is O(1). Labels −1 (images filtered by the relabeler) are
-left out, so they can never be sampled. Rebuild it after every relabel/merge round.
+left out, so they can never be sampled. Rebuild it after every relabeling window.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         return self.single_images[as_array(indices, np.int64, "indices")].astype(np.int64)
 
     def update_labels(self, new_labels: Any) -> None:
-        """Follow a relabel/merge round: rebuild the index, drop vanished ids everywhere.
+        """Follow relabeling (a window's merges and filtering): rebuild the index, drop vanished ids everywhere.
 
         Filtered images (−1) can no longer be drawn; ids left without images leave the
         queue and the current passes. Batches already drawn (in a DataLoader's prefetch)

@@ -3,7 +3,7 @@
 ``log.jsonl`` holds every event of a run; DVC plots want one flat table per plot. This
 module writes three tables from the log (atomically): ``steps.csv`` (losses, lr and
 throughput every ``every`` steps), ``eval.csv`` (one row per target per evaluation) and
-``relabel.csv`` (one row per relabeling round). ``dvc plots diff`` then compares runs.
+``relabel.csv`` (one row per relabeling window). ``dvc plots diff`` then compares runs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dynamix.io import atomic_path
 #: part that is switched off is simply absent); the CSV curves and the PNG plots use these.
 LOSS_KEYS = ("loss", "loss_centroid", "loss_id", "loss_triplet", "loss_consistency")
 STEP_KEYS = (*LOSS_KEYS, "lr")
-#: One row per relabeling window (or round). The precisions are measured against the
+#: One row per relabeling window. The precisions are measured against the
 #: synthetic ground truth, for reporting only: share of the filtered images that were
 #: mislabelled, of the moved images that went to their true person, of the merge edges
 #: that joined one person (empty where nothing was done or no truth exists).

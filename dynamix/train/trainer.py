@@ -4,9 +4,9 @@ Per step (``train_step``):
 
 1. a mixed batch from :class:`~dynamix.sampling.MixedBatchSampler`, two augmented views
    of every image; labels are looked up by image index in the *live* label array (they
-   change at every relabeling round; −1 = filtered, ignored by every loss);
+   change with every relabeling decision; −1 = filtered, ignored by every loss);
 2. online features of view 2 (with gradients), momentum features of view 1 (none);
-3. on-the-fly relabeling (``relabel.mode: online``): the momentum features of the batch's
+3. on-the-fly relabeling (``train.relabel``): the momentum features of the batch's
    single-camera images are judged against the centroid bank
    (:meth:`~dynamix.relabel.online.OnlineRelabeler.judge`): an image far below its own
    centroid is filtered, one clearly closer to an id of its video (or a kNN neighbour of
@@ -24,8 +24,8 @@ id's first batch. Every ``relabel.every`` steps from ``relabel.warmup`` a window
 (:meth:`~dynamix.relabel.online.OnlineRelabeler.end_window`): ids are merged from the
 bank alone and the window's actions are reported, with their precision against the
 synthetic ground truth where it exists (reporting only). No step ever makes a pass over
-the single-camera set; ``relabel.mode: rounds`` keeps the older periodic full-pass rounds
-(:func:`~dynamix.relabel.relabel_round`) as an option.
+the single-camera set (periodic full-pass rounds lost the ablation and were removed:
+docs/ablation.md).
 
 Evaluation uses the **momentum** encoder by default (``train.eval_model``). It scores the
 targets (reported, gated later) and the ``source-holdout`` split of held-out labelled
@@ -47,7 +47,7 @@ model is wrapped in ``DistributedDataParallel`` (gradients averaged; parameters 
 it, e.g. a classifier, are all-reduced by hand; BN-neck running statistics are rank 0's,
 copied to all ranks after every step). The state that must stay identical is kept so by
 construction: ``bank.update`` all-gathers the momentum features of every rank first, and
-the bank initialisation, the relabeling rounds and the evaluation run on rank 0 only,
+the bank initialisation, the relabeling windows and the evaluation run on rank 0 only,
 their results (bank, labels, metrics) broadcast. Only rank 0 writes files and calls the
 callbacks; a checkpoint also holds every rank's sampler and RNG states (``ranks``), so a
 resume with the same N continues each rank's stream (exact on the CPU, as above).
@@ -64,11 +64,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from dynamix.centroids import CentroidBank, group_sum
+from dynamix.centroids import CentroidBank
 from dynamix.config import Params, to_dict
 from dynamix.data.images import ManifestImageDataset, build_transforms
 from dynamix.errors import DynamixError
@@ -76,7 +75,7 @@ from dynamix.evaluation.targets import evaluate_encoder, mean_map, target_splits
 from dynamix.io import write_json_atomic
 from dynamix.losses import CentroidLoss, ConsistencyLoss, IdentityClassifierLoss, TripletLoss
 from dynamix.model import MomentumEncoder, ReIDModel
-from dynamix.relabel import label_quality, relabel_round
+from dynamix.relabel import label_quality
 from dynamix.relabel.online import OnlineRelabeler
 from dynamix.sampling import SINGLE, MixedBatchSampler
 from dynamix.train import distributed
@@ -266,9 +265,9 @@ class Trainer:
         distributed.broadcast_([self.bank.centroids, self.bank.counts])
 
     def _build_relabeler(self) -> OnlineRelabeler | None:
-        """The on-the-fly relabeler (``relabel.mode: online``), or None (off, or rounds)."""
+        """The on-the-fly relabeler, or None (relabeling off, or no single-camera data)."""
         rc = self.cfg.relabel
-        if not (rc.enabled and rc.mode == "online" and self.cfg.sampler.single_camera and self.single_images.any()):
+        if not (rc.enabled and self.cfg.sampler.single_camera and self.single_images.any()):
             return None
         return OnlineRelabeler(
             self.initial_labels,
@@ -444,81 +443,6 @@ class Trainer:
         self._emit("on_relabel", stats)
         return stats
 
-    def relabel(self) -> dict[str, Any]:
-        """One relabeling round on the single-camera images (momentum features, no grad).
-
-        Under DDP rank 0 runs the round; the other ranks wait, then take its bank and, if
-        the round was accepted, its labels (one deterministic result, not N recomputations
-        that would have to agree).
-        """
-        stats = self._relabel_round() if self.is_main else None
-        if self.world_size > 1:
-            stats = distributed.broadcast_object(stats)
-            distributed.broadcast_([self.bank.centroids, self.bank.counts])
-            if not stats["rejected"]:
-                labels = torch.from_numpy(self.labels.copy()).to(self.device)  # (N,) int64
-                distributed.broadcast_([labels])
-                if not self.is_main:
-                    self.labels = labels.cpu().numpy()
-                    self.sampler.update_labels(self.labels)  # deterministic: rank 0's passed
-                    self.relabel_rounds += 1
-        if not stats["rejected"]:
-            self._refresh_videos()
-        return stats
-
-    def _relabel_round(self) -> dict[str, Any]:
-        rc = self.cfg.relabel
-        rows = np.flatnonzero(self.single_images)
-        t0 = time.perf_counter()
-        feats = self._features(self.momentum, [self.paths[i] for i in rows])  # (S, D)
-        labels = self.labels[rows]  # (S,)
-        if rc.refresh_centroids:
-            live = torch.from_numpy(labels >= 0)
-            ids, sums, _ = group_sum(feats[live], torch.from_numpy(labels)[live])
-            fresh = F.normalize(sums, dim=1).to(self.bank.dtype)
-            self.bank.centroids.index_copy_(0, ids.to(self.device), fresh.to(self.device))
-        truth = None if self.true_ids is None else self.true_ids[rows]
-        snapshot = self.bank.state_dict()  # (C, D) copy: to undo a rejected round
-        live_ids = len(np.unique(labels[labels >= 0]))
-        result = relabel_round(
-            feats,
-            labels,
-            self.bank,
-            self.single_ids,
-            tau_filter=rc.tau_filter,
-            tau_relabel=rc.tau_relabel,
-            margin=rc.margin,
-            tau_merge=rc.tau_merge,
-            topk=rc.topk,
-            mutual=rc.mutual,
-            merge=rc.merge,
-            filter_mad=rc.filter_mad,
-            reassign=rc.reassign,
-            true_ids=truth,
-            nlist=rc.nlist,
-            use_gpu=self.device.type == "cuda",  # faiss-gpu where the training runs on CUDA
-        )
-        new_labels = self.labels.copy()
-        new_labels[rows] = result.labels
-        stats = {**result.stats.as_dict(), "seconds": time.perf_counter() - t0}
-        reason = None
-        if result.stats.ids_merged > rc.max_merge_fraction * live_ids:
-            reason = f"merges {result.stats.ids_merged} of {live_ids} ids"
-        else:
-            try:
-                self.sampler.update_labels(new_labels)
-            except DynamixError as exc:  # e.g. too few single-camera ids left for a batch
-                reason = str(exc)
-        stats["rejected"] = reason is not None
-        if reason is not None:
-            self.bank.load_state_dict(snapshot)
-            log.warning("relabel round at step %d rejected (%s); labels kept", self.step, reason)
-        else:
-            self.labels = new_labels
-            self.relabel_rounds += 1
-        self._emit("on_relabel", stats)
-        return stats
-
     def evaluate(self) -> dict[str, Any]:
         """Metrics on every target (reported, gated later) and on the selection split.
 
@@ -589,17 +513,6 @@ class Trainer:
     def _due(self, every: int) -> bool:
         return (every > 0 and self.step % every == 0) or self.step == self.cfg.iters
 
-    def _relabel_due(self) -> bool:
-        rc = self.cfg.relabel
-        return (
-            rc.enabled
-            and rc.mode == "rounds"
-            and self.cfg.sampler.single_camera
-            and self.step < self.cfg.iters
-            and self.step >= rc.warmup
-            and (self.step - rc.warmup) % max(rc.every, 1) == 0
-        )
-
     def fit(self) -> dict[str, Any]:
         """Train until ``train.iters``; returns (and writes) ``<out_dir>/metrics.json``."""
         if self.is_main:
@@ -613,9 +526,7 @@ class Trainer:
             metrics["img_s"] = metrics["batch"] / max(now - tick, 1e-9)
             tick = now
             self._emit("on_step", metrics)
-            if self._relabel_due():
-                self.relabel()
-            elif self._window_due():
+            if self._window_due():
                 self.end_window()
             if self._due(self.cfg.eval_every):
                 self.evaluate()

@@ -2,8 +2,8 @@
 
 With ``train.loss.single_negatives: video`` a single-camera image is contrasted only with
 ids of its own video (centroid loss and triplet mining). The map is read from the
-sampler's :class:`~dynamix.sampling.index.IdIndex` (rebuilt after every accepted relabel
-round), so ids, videos and their grouping have one definition; per step it costs
+sampler's :class:`~dynamix.sampling.index.IdIndex` (rebuilt after every relabel
+window), so ids, videos and their grouping have one definition; per step it costs
 O(batch + ids of the batch's videos), independent of the number of ids.
 """
 

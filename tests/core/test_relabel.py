@@ -12,13 +12,10 @@ from dynamix.relabel import (
     filter_and_relabel,
     knn_search,
     label_quality,
-    merge_pids,
-    relabel_round,
-    similarity_histogram,
+    merge_components,
 )
 
 DIM = 8
-THRESHOLDS = dict(tau_filter=0.5, tau_relabel=0.7, margin=0.1, tau_merge=0.9, topk=3)
 
 
 def near(axis: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -149,22 +146,13 @@ def test_poor_fit_without_margin_is_filtered_not_kept():
     assert out.labels.tolist() == [-1] and out.filtered.all() and not out.relabeled.any()
 
 
-def test_merge_pids_joins_same_person_only_among_single_camera_ids():
-    feats, labels, _, single = world()
-    bank = bank_for(feats, labels)
-    result = merge_pids(bank.centroids, single, tau_merge=0.9, topk=3)
-    assert result.mapping.tolist() == [0, 1, 2, 3, 3, 5, 6]  # 4 → 3; 6 stays apart from 0
-    assert result.ids_merged == 1 and result.num_edges == 1 and result.largest_group == 2
-
-
 def test_mutual_neighbours_stop_chaining():
-    angles = np.deg2rad([0.0, 20.0, 45.0])  # A–B 0.94, B–C 0.91, A–C 0.71
-    cents = np.stack([np.cos(angles), np.sin(angles)], 1)
-    single = np.ones(3, bool)
-    chained = merge_pids(cents, single, tau_merge=0.9, topk=1)
-    mutual = merge_pids(cents, single, tau_merge=0.9, topk=1, mutual=True)
-    assert chained.mapping.tolist() == [0, 0, 0]
-    assert mutual.mapping.tolist() == [0, 0, 2]
+    # top-1 lists of A, B, C at 0°, 20°, 45°: A–B 0.94, B–C 0.91, A–C 0.71
+    ids, rows, cols = np.array([0, 1, 2]), np.array([0, 1, 2]), np.array([1, 0, 1])
+    chained = merge_components(3, ids, rows, cols)
+    mutual = merge_components(3, ids, rows, cols, mutual=True)
+    assert chained.mapping.tolist() == [0, 0, 0] and chained.largest_group == 3
+    assert mutual.mapping.tolist() == [0, 0, 2] and (mutual.ids_merged, mutual.num_edges) == (1, 1)
 
 
 def test_apply_mapping_keeps_filtered():
@@ -174,36 +162,6 @@ def test_apply_mapping_keeps_filtered():
         3,
         0,
     ]
-
-
-def test_relabel_round_end_to_end_with_ground_truth():
-    feats, labels, true, single = world()
-    bank = bank_for(feats, labels)
-    multi_camera_row = bank.centroids[0].clone()
-    result = relabel_round(feats, torch.from_numpy(labels), bank, single, true_ids=true, **THRESHOLDS)
-    assert torch.equal(bank.centroids[0], multi_camera_row) and result.mapping[0] == 0
-    expected = labels.copy()
-    expected[OUTLIER], expected[MISLABELED] = -1, 2
-    expected[expected == 4] = 3
-    assert np.array_equal(result.labels, expected)
-    assert bank.counts[4] == 0 and bank.counts[3] == 8
-    stats = result.stats
-    assert (stats.images_filtered, stats.images_relabeled, stats.ids_merged) == (1, 1, 1)
-    assert stats.ids_remaining == 5  # single-camera ids 1, 2, 3, 5, 6
-    assert stats.purity_before == pytest.approx(23 / 25)
-    assert stats.purity == 1.0 and stats.purity > stats.purity_before
-    assert stats.fragmentation_before == pytest.approx(7 / 5) and stats.fragmentation == 1.0
-    assert stats.ari == pytest.approx(1.0) and stats.ari_before < 1.0
-    record = stats.as_dict()
-    assert len(record["own_sim_hist"]) == 20 and sum(record["own_sim_hist"]) == 25
-    assert sum(record["best_other_sim_hist"]) == 25
-
-
-def test_relabel_round_without_truth_or_merge():
-    feats, labels, _, single = world()
-    result = relabel_round(feats, labels, bank_for(feats, labels), single, merge=False, **THRESHOLDS)
-    assert result.mapping.tolist() == list(range(7))
-    assert "purity" not in result.stats.as_dict()
 
 
 def test_label_quality_by_hand():
@@ -217,11 +175,6 @@ def test_label_quality_by_hand():
     # a kept junk image is impure; a filtered one does not count
     assert label_quality(np.array([0, 0, 0]), np.array([7, 7, -1]))["purity"] == pytest.approx(2 / 3)
     assert label_quality(np.array([0, 0, -1]), np.array([7, 7, -1]))["purity"] == 1.0
-
-
-def test_similarity_histogram_fixed_bins():
-    hist = similarity_histogram(np.array([-1.0, 0.0, 1.0000001, np.nan, -np.inf]), bins=4)
-    assert hist.tolist() == [1, 0, 1, 1]
 
 
 def test_mad_filter_drops_outliers_where_a_fixed_threshold_drops_nothing():
@@ -265,13 +218,3 @@ def test_reassign_off_only_filters():
     # the image of another person fits its own id poorly: filtered instead of moved
     assert np.flatnonzero(out.filtered).tolist() == [OUTLIER, MISLABELED]
     assert out.labels[MISLABELED] == -1
-    result = relabel_round(
-        feats,
-        labels,
-        bank_for(feats, labels),
-        single,
-        **THRESHOLDS,
-        reassign=False,
-        filter_mad=None,
-    )
-    assert result.stats.images_relabeled == 0 and result.stats.filter_threshold == 0.5

@@ -137,23 +137,27 @@ def test_ablation_switches_change_what_runs(params_file, tmp_path):
     assert trainer.sampler.matching is False
 
 
-def test_a_collapsing_relabel_round_is_rejected_and_undone(params_file, tmp_path):
-    trainer = Trainer(
-        tiny(
-            params_file,
-            tmp_path,
-            "train.relabel.max_merge_fraction=0.0",
-            "train.relabel.merge=true",
-            "train.relabel.mode=rounds",  # the full-pass round path, kept as an option
-            "train.bank_init=pass",
-        )
-    )
+def test_a_collapsing_window_keeps_its_labels_and_bank(params_file, tmp_path):
+    # every kNN edge between two ids of one video passes: the merge would fold many ids
+    sets = [
+        "train.bank_init=pass",  # every id has a centroid before the first window
+        "train.relabel.warmup=0",
+        "train.relabel.tau_merge=0.0",
+        "train.relabel.merge_mad=null",
+        "train.relabel.merge_max_age=0",
+    ]
+    trainer = Trainer(tiny(params_file, tmp_path / "guarded", *sets, "train.relabel.max_merge_fraction=0.0"))
     labels, bank = trainer.labels.copy(), trainer.bank.state_dict()
-    stats = trainer.relabel()  # random-init features: every merge counts as a collapse
-    assert stats["rejected"] and stats["ids_merged"] > 0
-    assert (trainer.labels == labels).all() and trainer.relabel_rounds == 0
+    stats = trainer.end_window()
+    assert stats["merge_rejected"] == 1 and stats["merge_edges"] > 0 and stats["ids_merged"] == 0
+    assert (trainer.labels == labels).all() and trainer.relabel_rounds == 1
     assert torch.equal(trainer.bank.centroids, bank["centroids"])
     assert torch.equal(trainer.bank.counts, bank["counts"])
+    # the same window without the guard does merge: the guard is what kept the labels
+    unguarded = Trainer(tiny(params_file, tmp_path / "unguarded", *sets, "train.relabel.max_merge_fraction=1.0"))
+    stats = unguarded.end_window()
+    assert stats["merge_rejected"] == 0 and stats["ids_merged"] > 0
+    assert (unguarded.labels != labels).any()
 
 
 def test_id_loss_trains_a_classifier_that_resumes_with_the_run(params_file, tmp_path):
@@ -245,16 +249,13 @@ def test_evaluation_is_the_shared_target_loop_over_the_eval_encoder(params_file,
 
 
 def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path):
-    # tau_filter near 1: the relabel round below is sure to empty some ids
     trainer = Trainer(
         tiny(
             params_file,
             tmp_path,
             "train.loss.single_negatives=video",
             "train.sampler.ids_per_video=2",
-            "train.relabel.tau_filter=0.999",
-            "train.relabel.mode=rounds",
-            "train.bank_init=pass",
+            "train.relabel.merge=false",
         )
     )
     single = trainer.single_images
@@ -269,11 +270,13 @@ def test_video_restricted_contrast_follows_the_live_labels(params_file, tmp_path
     k, p_m = trainer.cfg.sampler.k, trainer.sampler.p_m
     pair_videos = videos[batch[p_m * k :: k]].reshape(-1, 2)
     assert (pair_videos[:, 0] == pair_videos[:, 1]).all()
-    stats = trainer.relabel()
-    assert not stats["rejected"] and stats["images_filtered"] > 0
-    gone = np.setdiff1d(trainer.initial_labels[single], trainer.labels[single])
-    assert len(gone) > 0
-    assert (trainer.videos.id_video[gone] == -1).all()
+    # filtering empties an id (all its images at -1); the window hands the labels on
+    gone = trainer.labels[single][0]
+    trainer.labels[trainer.labels == gone] = -1
+    trainer.end_window()
+    assert gone not in trainer.labels and trainer.videos.id_video[gone] == -1
+    kept = np.unique(trainer.labels[single & (trainer.labels >= 0)])
+    assert (trainer.videos.id_video[kept] >= 0).all()
     with pytest.raises(DynamixError, match="single_negatives' must be all or video"):
         Trainer(tiny(params_file, tmp_path / "bad", "train.loss.single_negatives=camera"))
 
