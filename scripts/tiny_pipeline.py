@@ -37,10 +37,11 @@ GIT_ID = ["-c", "user.name=dynamix-ci", "-c", "user.email=ci@dynamix.invalid"]
 
 # The tiny override list, the one copy: the ``--set`` items that shrink a run of the recipe
 # to seconds on a CPU. Six steps of a ViT on 64x32 crops (4x2 patches), batches of 16
-# ((2 + 2) ids x 4 images); relabeling windows end at steps 2 and 4; evaluations and checkpoints
-# at 3 and 6; no DataLoader workers (bit-identical reruns). The tests train with it over
-# params.yaml (tests/train; tests/infer and tests/pipeline add a shorter schedule after it,
-# later items win), and the pinned recipe below starts from it, so they cannot drift apart.
+# ((2 + 2) ids x 4 images); relabeling windows end at steps 2, 4 and 6 (the closing one);
+# evaluations and checkpoints at 3 and 6; no DataLoader workers (bit-identical reruns). The
+# tests train with it over params.yaml (tests/train; tests/infer and tests/pipeline add a
+# shorter schedule after it, later items win), and the pinned recipe below starts from it,
+# so they cannot drift apart.
 TINY = [
     "model.img_height=64",
     "model.img_width=32",

@@ -333,9 +333,18 @@ class OnlineRelabeler:
             return empty, empty, empty
         return np.concatenate(self._log_idx), np.concatenate(self._log_old), np.concatenate(self._log_new)
 
+    def pending(self) -> bool:
+        """True while the open window holds judged images its report has not covered yet."""
+        return self._judged > 0
+
     @torch.no_grad()
     def end_window(
-        self, labels: np.ndarray, bank: CentroidBank, step: int, true_ids: np.ndarray | None = None
+        self,
+        labels: np.ndarray,
+        bank: CentroidBank,
+        step: int,
+        true_ids: np.ndarray | None = None,
+        merge: bool = True,
     ) -> WindowResult:
         """Merge ids from the bank, refresh the candidate lists, report the window.
 
@@ -351,6 +360,8 @@ class OnlineRelabeler:
         merge edges, scored even when the collapse guard rejects them (NaN without an edge,
         with merging off or before ``warmup``), and ``purity``/``fragmentation``/``ari`` of
         the kept single-camera images after the merge, ``*_before`` at the window's start.
+        ``merge=False`` reports without merging: the closing window at the last step,
+        after which no training would use a merge.
         """
         start = time.perf_counter()
         cfg = self.cfg
@@ -379,7 +390,7 @@ class OnlineRelabeler:
         ids = np.flatnonzero(live & (bank.counts > 0).cpu().numpy())  # (M,) graph nodes
         sims, nbr = self._knn(ids, bank)
         mapping = np.arange(self.num_ids, dtype=np.int64)
-        if cfg.merge and cfg.enabled and step >= cfg.warmup:
+        if merge and cfg.merge and cfg.enabled and step >= cfg.warmup:
             merged = self._merge_graph(ids, sims, nbr, step)
             stats.update(merge_edges=merged.num_edges, largest_merge_group=merged.largest_group)
             if truth is not None:  # scored on the labels it merges, even if the guard rejects it

@@ -22,7 +22,8 @@ Per step (``train_step``):
 The bank has no initial pass (``train.bank_init: first_sight``): a centroid starts at its
 id's first batch. Every ``relabel.every`` steps from ``relabel.warmup`` a window closes
 (:meth:`~dynamix.relabel.online.OnlineRelabeler.end_window`): ids are merged from the
-bank alone and the window's actions are reported, with their precision against the
+bank alone and the window's actions are reported (the last step closes the open window
+without a merge, so every decision is reported), with their precision against the
 synthetic ground truth where it exists (reporting only). No step ever makes a pass over
 the single-camera set (periodic full-pass rounds lost the ablation and were removed:
 docs/ablation.md).
@@ -416,16 +417,21 @@ class Trainer:
     def _window_due(self) -> bool:
         return self.relabeler is not None and self.step < self.cfg.iters and self.relabeler.window_due(self.step)
 
-    def end_window(self) -> dict[str, Any]:
+    def _closing_window_due(self) -> bool:
+        """The last step closes the open window, so its decisions are reported too."""
+        return self.relabeler is not None and self.step == self.cfg.iters and self.relabeler.pending()
+
+    def end_window(self, merge: bool = True) -> dict[str, Any]:
         """Close a relabeling window: merge ids from the bank, report the window's actions.
 
         Rank 0 decides (:meth:`OnlineRelabeler.end_window`: the bank and labels only, no
         pass over any image); the other ranks take its labels, bank and relabeler state.
+        ``merge=False``: report only (the closing window at the last step).
         """
         stats = None
         if self.is_main:
             t0 = time.perf_counter()
-            result = self.relabeler.end_window(self.labels, self.bank, self.step, true_ids=self.true_ids)
+            result = self.relabeler.end_window(self.labels, self.bank, self.step, true_ids=self.true_ids, merge=merge)
             self.labels = np.asarray(result.labels, dtype=np.int64).copy()
             stats = {**result.stats, "seconds": time.perf_counter() - t0}
         if self.world_size > 1:
@@ -528,6 +534,8 @@ class Trainer:
             self._emit("on_step", metrics)
             if self._window_due():
                 self.end_window()
+            elif self._closing_window_due():
+                self.end_window(merge=False)
             if self._due(self.cfg.eval_every):
                 self.evaluate()
             if self._due(self.cfg.checkpoint_every):

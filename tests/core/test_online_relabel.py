@@ -125,6 +125,25 @@ def test_same_video_twins_merge_and_scope_video_keeps_other_videos_apart():
     assert result.mapping.tolist() == [0, 1, 1, 1]  # across videos too; never the multi-camera id 0
 
 
+def test_a_closing_window_reports_without_merging():
+    rel, bank = merge_world("video")  # the twins of the test above would merge
+    before = bank.centroids.clone()
+    result = rel.end_window(LABELS, bank, 0, merge=False)
+    assert result.mapping.tolist() == [0, 1, 2, 3] and result.labels.tolist() == LABELS.tolist()
+    assert result.stats["ids_merged"] == 0 and result.stats["merge_edges"] == 0
+    assert torch.equal(bank.centroids, before)
+    assert rel.end_window(LABELS, bank, 0).stats["ids_merged"] == 1  # merge=True: they do
+
+
+def test_pending_follows_the_judged_images_of_the_open_window():
+    rel, bank = relabeler(filter=False), bank_with(AXES)
+    assert not rel.pending()
+    judge(rel, bank, [4, 5, 6, 7], [e(1), e(1), e(1), e(3)])
+    assert rel.pending()
+    rel.end_window(LABELS, bank, 0)
+    assert not rel.pending()
+
+
 def test_collapse_guard_rejects_a_window_merging_too_many_ids(caplog):
     rel, bank = merge_world("all", max_merge_fraction=0.5)
     before = bank.centroids.clone()

@@ -119,18 +119,21 @@ def test_live_metrics_per_step_relabel_round_and_evaluation(client, tracked_run)
     steps = [e for e in read_events(tracked_run.run_dir) if e["event"] == "step"]
     assert history(client, run_id, "train/loss") == [(e["step"], e["loss"]) for e in steps]
     assert [s for s, _ in history(client, run_id, "train/lr")] == [1, 2, 3, 4]
-    # one relabeling window at step 2: its counts and precisions as metrics, its record as an
-    # artifact; a precision with nothing to measure (NaN) is no point on a curve
-    (round_,) = [e for e in read_events(tracked_run.run_dir) if e["event"] == "relabel"]
+    # a relabeling window at step 2 and the closing one at the last step: their counts and
+    # precisions as metrics, their records as artifacts; a precision with nothing to measure
+    # (NaN, written as null in log.jsonl) is no point on a curve
+    windows = [e for e in read_events(tracked_run.run_dir) if e["event"] == "relabel"]
+    assert [w["step"] for w in windows] == [2, 4]
     for key in ("images_judged", "images_filtered", "images_relabeled", "ids_merged", "ids_remaining", "purity"):
-        assert history(client, run_id, f"relabel/{key}") == [(2, pytest.approx(round_[key]))]
+        assert history(client, run_id, f"relabel/{key}") == [(w["step"], pytest.approx(w[key])) for w in windows]
     for key in ("filter_precision", "reassign_precision", "merge_precision"):
-        measured = round_[key] is not None  # log.jsonl writes NaN as null
-        assert history(client, run_id, f"relabel/{key}") == ([(2, pytest.approx(round_[key]))] if measured else [])
-    path = client.download_artifacts(run_id, "relabel/round_01_step_2.json")
-    record = json.loads(Path(path).read_text())
-    assert record["step"] == 2 and record["images_judged"] == round_["images_judged"]
-    assert record["ids_remaining"] == round_["ids_remaining"]
+        measured = [(w["step"], pytest.approx(w[key])) for w in windows if w[key] is not None]
+        assert history(client, run_id, f"relabel/{key}") == measured
+    for number, window in enumerate(windows, 1):
+        path = client.download_artifacts(run_id, f"relabel/round_{number:02d}_step_{window['step']}.json")
+        record = json.loads(Path(path).read_text())
+        assert record["step"] == window["step"] and record["images_judged"] == window["images_judged"]
+        assert record["ids_remaining"] == window["ids_remaining"]
     # every target at both evaluations, under the same names in every run
     for target in ("market-syn", "night-syn"):
         for metric in ("rank1", "rank5", "rank10", "mAP", "mINP"):
@@ -153,7 +156,7 @@ def test_outputs_checkpoints_plots_and_summary_metrics(client, tracked_run):
     for when in ("before", "after"):
         purity = summary["label_quality"][when]["purity"]
         assert m[f"label_quality/{when}/purity"] == pytest.approx(purity)
-    assert m["relabel/rounds"] == summary["relabel_rounds"] == 1
+    assert m["relabel/rounds"] == summary["relabel_rounds"] == 2
     # best/ metrics are those of the logged model: best.pt's own evaluation
     best_eval = load_checkpoint(tracked_run.run_dir / "best.pt")["last_eval"]["targets"]
     for target, values in best_eval.items():

@@ -62,7 +62,7 @@ def test_cli_run_writes_checkpoints_metrics_and_log(params_file, tmp_path, capsy
     for name in ("last.pt", "best.pt", "metrics.json", "log.jsonl", "params.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["step"] == 6 and metrics["relabel_rounds"] == 2
+    assert metrics["step"] == 6 and metrics["relabel_rounds"] == 3
     for target in ("market-syn", "night-syn"):
         values = [metrics["targets"][target][k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")]
         assert all(math.isfinite(v) and 0 <= v <= 1 for v in values)
@@ -71,7 +71,11 @@ def test_cli_run_writes_checkpoints_metrics_and_log(params_file, tmp_path, capsy
     steps = events(out, "step")
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(r["loss"]) and r["img_s"] > 0 for r in steps)
-    assert [r["step"] for r in events(out, "relabel")] == [2, 4]
+    # windows at 2 and 4; the last step closes the open one (steps 4-6 judged), merging nothing
+    windows = events(out, "relabel")
+    assert [r["step"] for r in windows] == [2, 4, 6]
+    assert windows[-1]["images_judged"] > 0 and windows[-1]["ids_merged"] == 0
+    assert windows[-1]["merge_edges"] == 0
     assert [r["step"] for r in events(out, "eval")] == [3, 6]
     state = torch.load(out / "last.pt", weights_only=True)
     # 376 train images less the 34 of the source identities held out for model selection
@@ -206,7 +210,7 @@ def test_cli_writes_dvc_metrics_and_plot_tables(params_file, tmp_path):
     last = {tuple(row.split(",")[:2]) for row in evals[1:]}
     assert {("6", "market-syn"), ("6", "night-syn"), ("3", "market-syn")} <= last
     relabel = (curves / "relabel.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in relabel[1:]] == ["2", "4"]
+    assert [row.split(",")[0] for row in relabel[1:]] == ["2", "4", "6"]  # 6: the closing window
 
 
 def test_evaluation_is_the_shared_target_loop_over_the_eval_encoder(params_file, tmp_path):
