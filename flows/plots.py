@@ -73,7 +73,8 @@ def relabel_plot(events: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set(xlabel="step", title=title)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    ax_n.set(ylabel="count")
+    ax_n.set(ylabel="count (symlog)")  # ids remaining (thousands) beside tens of actions
+    ax_n.set_yscale("symlog", linthresh=10)
     ax_q.set(ylim=(0, 1.02))
     return _save(fig, path)
 

@@ -390,7 +390,8 @@ class OnlineRelabeler:
         ids = np.flatnonzero(live & (bank.counts > 0).cpu().numpy())  # (M,) graph nodes
         sims, nbr = self._knn(ids, bank)
         mapping = np.arange(self.num_ids, dtype=np.int64)
-        if merge and cfg.merge and cfg.enabled and step >= cfg.warmup:
+        merging = merge and cfg.merge and cfg.enabled and step >= cfg.warmup
+        if merging:
             merged = self._merge_graph(ids, sims, nbr, step)
             stats.update(merge_edges=merged.num_edges, largest_merge_group=merged.largest_group)
             if truth is not None:  # scored on the labels it merges, even if the guard rejects it
@@ -418,7 +419,7 @@ class OnlineRelabeler:
             self._refresh_videos(labels)
         stats["ids_remaining"] = len(np.unique(labels[single & (labels >= 0)]))
         stats["filter_threshold"] = self.filter_threshold()
-        stats["merge_threshold"] = self.merge_threshold
+        stats["merge_threshold"] = self.merge_threshold if merging else float("nan")  # this window's only
         if truth is not None:
             after = label_quality(labels[single], truth[single])
             stats.update({k: after[k] for k in QUALITY_KEYS})

@@ -25,7 +25,8 @@ STEP_KEYS = (*LOSS_KEYS, "lr")
 #: One row per relabeling window. The precisions are measured against the
 #: synthetic ground truth, for reporting only: share of the filtered images that were
 #: mislabelled, of the moved images that went to their true person, of the merge edges
-#: that joined one person (empty where nothing was done or no truth exists).
+#: that joined one person (empty where nothing was done or no truth exists). Then the
+#: thresholds the window applied, and 1 where the collapse guard rejected its merge.
 RELABEL_KEYS = (
     "images_judged",
     "images_filtered",
@@ -39,7 +40,9 @@ RELABEL_KEYS = (
     "purity",
     "fragmentation",
     "ari",
-    "rejected",
+    "filter_threshold",
+    "merge_threshold",
+    "merge_rejected",
 )
 
 

@@ -132,7 +132,10 @@ def test_a_closing_window_reports_without_merging():
     assert result.mapping.tolist() == [0, 1, 2, 3] and result.labels.tolist() == LABELS.tolist()
     assert result.stats["ids_merged"] == 0 and result.stats["merge_edges"] == 0
     assert torch.equal(bank.centroids, before)
-    assert rel.end_window(LABELS, bank, 0).stats["ids_merged"] == 1  # merge=True: they do
+    merged = rel.end_window(LABELS, bank, 0).stats
+    assert merged["ids_merged"] == 1 and merged["merge_threshold"] >= 0.9  # merge=True: they do
+    closing = rel.end_window(LABELS, bank, 1, merge=False).stats
+    assert math.isnan(closing["merge_threshold"])  # no merge, no threshold (not the last one's)
 
 
 def test_pending_follows_the_judged_images_of_the_open_window():

@@ -211,6 +211,9 @@ def test_cli_writes_dvc_metrics_and_plot_tables(params_file, tmp_path):
     assert {("6", "market-syn"), ("6", "night-syn"), ("3", "market-syn")} <= last
     relabel = (curves / "relabel.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in relabel[1:]] == ["2", "4", "6"]  # 6: the closing window
+    header = relabel[0].split(",")
+    assert header[-3:] == ["filter_threshold", "merge_threshold", "merge_rejected"]
+    assert all(row.split(",")[-1] in ("0", "1") for row in relabel[1:])  # the collapse guard's verdict
 
 
 def test_evaluation_is_the_shared_target_loop_over_the_eval_encoder(params_file, tmp_path):
