@@ -443,7 +443,14 @@ class Trainer:
             if not self.is_main:
                 self.labels = labels.cpu().numpy()
                 self.relabeler.load_state_dict(state)
-        self.sampler.update_labels(self.labels)
+        try:
+            self.sampler.update_labels(self.labels)
+        except DynamixError as exc:  # e.g. merges and filtering left fewer than p_s single-camera ids
+            raise DynamixError(
+                f"relabel window at step {self.step}: {exc}; relabeling left too few ids to sample: lower "
+                "train.relabel.max_merge_fraction or tau_filter, or set merge_scope: video, then rerun "
+                "(--resume continues from last.pt)"
+            ) from exc
         self._refresh_videos()
         self.relabel_rounds += 1
         self._emit("on_relabel", stats)

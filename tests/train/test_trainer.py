@@ -164,6 +164,18 @@ def test_a_collapsing_window_keeps_its_labels_and_bank(params_file, tmp_path):
     assert (unguarded.labels != labels).any()
 
 
+def test_a_window_that_leaves_too_few_ids_to_sample_stops_with_the_fix(params_file, tmp_path):
+    # every id of any video may merge, and the guard allows it: 45 single-camera ids become 1
+    sets = ["train.bank_init=pass", "train.relabel.warmup=0", "train.relabel.merge_scope=all"]
+    sets += ["train.relabel.tau_merge=0.0", "train.relabel.merge_mad=null", "train.relabel.merge_max_age=0"]
+    trainer = Trainer(tiny(params_file, tmp_path, *sets, "train.relabel.max_merge_fraction=1.0"))
+    with pytest.raises(DynamixError) as err:
+        trainer.end_window()
+    message = str(err.value)
+    assert message.startswith("relabel window at step 0: sampler: ") and "\n" not in message
+    assert "train.relabel.max_merge_fraction" in message and "--resume" in message
+
+
 def test_id_loss_trains_a_classifier_that_resumes_with_the_run(params_file, tmp_path):
     out = tmp_path / "id"
     params = tiny(params_file, out, "train.loss.w_id=1.0", "train.relabel.enabled=false")
