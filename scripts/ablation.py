@@ -426,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    earlier = read_report(Path(args.merge)) if args.merge else None  # before any run: a bad one fails at once
+    if earlier is not None and earlier["settings"].get("overrides", []) != args.set:
+        was = earlier["settings"].get("overrides")
+        log.error("%s was run with --set %s, these runs with --set %s: not merged", args.merge, was, args.set)
+        return 1
     results: dict[str, list[dict[str, Any]]] = {}
     finished: list[tuple[str, int, Path, dict[str, Any]]] = []
     for variant in args.variants:
@@ -453,12 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs.setdefault(variant, []).append(out)
     report = aggregate(results, dirs)
     seeds = sorted({s for _v, s, _o, _m in finished})
-    if args.merge:
-        earlier = read_report(Path(args.merge))
-        if earlier["settings"].get("overrides", []) != args.set:
-            was = earlier["settings"].get("overrides")
-            log.error("%s was run with --set %s, these runs with --set %s: not merged", args.merge, was, args.set)
-            return 1
+    if earlier is not None:
         report = merge_reports(report, earlier, earlier["settings"]["seeds"])
         seeds = sorted({*seeds, *earlier["settings"]["seeds"]})
     paired_with_dynamix(report)

@@ -285,3 +285,8 @@ def test_merging_a_missing_or_foreign_report_fails_in_one_line_and_writes_nothin
     with pytest.raises(DynamixError, match=r"other\.json: no settings\.seeds"):
         main([*argv, "--merge", str(tmp_path / "other.json")])
     assert not report.exists()
+    # checked before any run: runs that would take hours never start for a bad report (the
+    # variants not run yet would otherwise fail first, on the params file that is not there)
+    runs = [a for a in argv if a != "--report-only"] + ["--params", str(tmp_path / "none.yaml")]
+    with pytest.raises(DynamixError, match=r"missing\.json"):
+        main([*runs, "--merge", str(tmp_path / "missing.json")])
