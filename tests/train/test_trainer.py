@@ -141,15 +141,19 @@ def test_ablation_switches_change_what_runs(params_file, tmp_path):
     assert trainer.sampler.matching is False
 
 
+# A first window that keeps every kNN edge in its merge scope (every id has a centroid by then)
+MERGE_EVERY_EDGE = [
+    "train.bank_init=pass",
+    "train.relabel.warmup=0",
+    "train.relabel.tau_merge=0.0",
+    "train.relabel.merge_mad=null",
+    "train.relabel.merge_max_age=0",
+]
+
+
 def test_a_collapsing_window_keeps_its_labels_and_bank(params_file, tmp_path):
     # every kNN edge between two ids of one video passes: the merge would fold many ids
-    sets = [
-        "train.bank_init=pass",  # every id has a centroid before the first window
-        "train.relabel.warmup=0",
-        "train.relabel.tau_merge=0.0",
-        "train.relabel.merge_mad=null",
-        "train.relabel.merge_max_age=0",
-    ]
+    sets = MERGE_EVERY_EDGE
     trainer = Trainer(tiny(params_file, tmp_path / "guarded", *sets, "train.relabel.max_merge_fraction=0.0"))
     labels, bank = trainer.labels.copy(), trainer.bank.state_dict()
     stats = trainer.end_window()
@@ -166,8 +170,7 @@ def test_a_collapsing_window_keeps_its_labels_and_bank(params_file, tmp_path):
 
 def test_a_window_that_leaves_too_few_ids_to_sample_stops_with_the_fix(params_file, tmp_path):
     # every id of any video may merge, and the guard allows it: 45 single-camera ids become 1
-    sets = ["train.bank_init=pass", "train.relabel.warmup=0", "train.relabel.merge_scope=all"]
-    sets += ["train.relabel.tau_merge=0.0", "train.relabel.merge_mad=null", "train.relabel.merge_max_age=0"]
+    sets = [*MERGE_EVERY_EDGE, "train.relabel.merge_scope=all"]
     trainer = Trainer(tiny(params_file, tmp_path, *sets, "train.relabel.max_merge_fraction=1.0"))
     with pytest.raises(DynamixError) as err:
         trainer.end_window()
