@@ -6,14 +6,14 @@ domains) generated to disk, its Parquet manifests, and :class:`~dynamix.train.tr
 Trainer` on it as shipped (on-the-fly relabeling, centroids at first sight: no pass over
 the training images): the sampler and video groups over 1 M+ images, two training steps
 that judge their batches, one relabeling window (merge from the bank with IVF search,
-label quality against the ground truth over every single-camera image) and one evaluation
-of the targets.
+label quality against the ground truth over every single-camera image), the last step's
+closing window and one evaluation of the targets.
 
 Stages are timed one by one, with two memory figures: the peak of this process (VmHWM,
 reset per stage) and the peak of the whole process tree (sampled every 0.5 s: synth and
 DataLoader workers included). The encoder is ViT-Tiny cut to 1 block at 64×32 input, so
-the evaluation fits a 2-core machine; its speed is not what is
-measured here (``train_step_*`` is), the data path around it is.
+the evaluation fits a 2-core machine; its speed is not what is measured here
+(``train_step_*`` is), the data path around it is.
 
 ``DYNAMIX_LARGE_WORLD=/path`` keeps the generated world there and reuses it on the next
 run (synth is then reported as reused). ``--quick``: the ``tiny`` preset.
